@@ -8,7 +8,8 @@
 //!   topics, payloads and strings from the input, encoding writes into a caller's buffer. Every
 //!   rule of the specification that a receiver can check is checked, each with its own
 //!   [`packet::Error`] variant. Never panics, never allocates.
-//! - `session` (planned): the sans-IO protocol state machine. Time and randomness are passed in.
+//! - [`session`]: the sans-IO protocol state machine: keepalive, reconnect backoff, the
+//!   outbound store, QoS 1/2 exchanges, subscriptions. Time and randomness are passed in.
 //! - `client` (planned): the async driver over a transport.
 //! - `transport` (planned): "give me a connected byte stream" for embassy-net or tokio.
 //!
@@ -50,3 +51,5 @@
 mod fmt;
 
 pub mod packet;
+pub mod session;
+pub mod time;

@@ -1,0 +1,1147 @@
+//! The sans-IO session: every protocol and fleet rule of the client, as a deterministic
+//! function of its inputs.
+//!
+//! The session owns no socket and reads no clock. The caller (the client's driver, a test, a
+//! simulation, a fuzzer) feeds it
+//!
+//! - decoded packets from the broker ([`Session::handle_packet`]) and decode errors
+//!   ([`Session::handle_decode_error`]),
+//! - transport events ([`Session::connected`], [`Session::connect_failed`], [`Session::closed`]),
+//! - application requests ([`Session::publish`], [`Session::subscribe`], ...),
+//! - the current time `now` with every call, and a random number generator at construction
+//!   (for reconnect jitter),
+//!
+//! and pulls out bytes to send ([`Session::poll_transmit`]), transport commands
+//! ([`Session::poll_command`]), events ([`Session::poll_event`]) and the next instant at which it
+//! wants [`Session::handle_timeout`] ([`Session::poll_timeout`]).
+//!
+//! # States
+//!
+//! ```text
+//!            start / restart()
+//!                  │
+//!                  ▼
+//!   ┌────────► Waiting ──── retry_at reached: Command::Open ────► Opening
+//!   │              ▲                                               │ connected()
+//!   │              │ fail(reason): Command::Close,                 ▼
+//!   │              │ backoff delay drawn              AwaitConnAck (CONNECT sent)
+//!   │              │                                               │ CONNACK accepted
+//!   │   any failure┴─ connect failed / timeouts /                  ▼
+//!   │                 refused / ping timeout /        AwaitFirstPong (PINGREQ sent)
+//!   │                 ack timeout / protocol error                 │ PINGRESP: Event::Up,
+//!   │                 / closed by peer                             ▼ backoff reset
+//!   │                                                              Up ◄─ keepalive pings
+//!   │                                                              │ disconnect()
+//!   │                                                              ▼
+//!   └── (max_attempts reached: Stopped) ◄──────────────── Closing ─ DISCONNECT sent ─► Stopped
+//! ```
+//!
+//! # What survives a connection
+//!
+//! The outbound store (QoS 0 not yet written, QoS 1/2 until acknowledged), the subscription
+//! table, and the identifiers of inbound QoS 2 exchanges (cleared when the broker reports no
+//! session). Everything tied to one connection (pending acknowledgements, keepalive timers) is
+//! reset when it ends.
+
+mod backoff;
+mod config;
+mod event;
+mod outbox;
+mod slab;
+mod subscriptions;
+#[cfg(test)]
+mod tests;
+
+use heapless::{Deque, Vec};
+use rand_core::RngCore;
+
+pub use backoff::BackoffConfig;
+pub use config::{Config, ConfigError, TimeoutName};
+pub use event::{
+    CloseReason, Command, Event, InboundAck, IncomingMessage, ProtocolError, PublishError,
+    PublishId, RequestId, SubscribeError,
+};
+
+use crate::packet::{
+    self, ConnAck, ConnectReturnCode, Packet, PacketId, PacketType, PubAck, PubComp, PubRec,
+    PubRel, Publish, PublishQos, QoS, SubAck, Subscribe, Subscription, Unsubscribe,
+    check_topic_filter,
+};
+use crate::time::{Duration, Instant};
+use outbox::{Entry, Outbox, Stage};
+use subscriptions::{SubState, Subscriptions};
+
+/// Events one step can queue before the application must drain them.
+const EVENT_CAPACITY: usize = 32;
+/// Inbound acknowledgements (PUBACK, PUBREC, PUBCOMP) waiting to be written.
+const CONTROL_CAPACITY: usize = 16;
+/// Filters per SUBSCRIBE or UNSUBSCRIBE packet, so one SUBACK never floods the event queue.
+const FILTERS_PER_PACKET: usize = 8;
+
+/// A message to publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct OutgoingMessage<'m> {
+    /// The topic name.
+    pub topic: &'m str,
+    /// The payload.
+    pub payload: &'m [u8],
+    /// The QoS.
+    pub qos: QoS,
+    /// Ask the broker to retain it.
+    pub retain: bool,
+    /// Drop it (and report [`Event::Expired`]) if it has not been acknowledged by then.
+    pub ttl: Option<Duration>,
+}
+
+impl<'m> OutgoingMessage<'m> {
+    /// A QoS 0, non-retained message without time to live.
+    pub const fn new(topic: &'m str, payload: &'m [u8]) -> Self {
+        Self {
+            topic,
+            payload,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            ttl: None,
+        }
+    }
+
+    /// With this QoS.
+    pub const fn qos(mut self, qos: QoS) -> Self {
+        self.qos = qos;
+        self
+    }
+
+    /// Retained or not.
+    pub const fn retain(mut self, retain: bool) -> Self {
+        self.retain = retain;
+        self
+    }
+
+    /// With a time to live.
+    pub const fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+}
+
+/// Where the session stands, for display and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum State {
+    /// Waiting to (re)connect.
+    Waiting,
+    /// The transport is opening a connection.
+    Opening,
+    /// CONNECT sent or about to be; waiting for CONNACK.
+    AwaitingConnAck,
+    /// CONNACK accepted; waiting for the first PINGRESP.
+    AwaitingFirstPingResp,
+    /// Up: the broker answered a heartbeat on this connection.
+    Up,
+    /// DISCONNECT about to be sent.
+    Closing,
+    /// Stopped: no reconnect until [`Session::restart`].
+    Stopped,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    Waiting {
+        retry_at: Instant,
+    },
+    Opening {
+        deadline: Instant,
+    },
+    AwaitConnAck {
+        deadline: Instant,
+        connect_sent: bool,
+    },
+    AwaitFirstPong {
+        deadline: Instant,
+        session_present: bool,
+    },
+    Up,
+    Closing {
+        deadline: Instant,
+    },
+    Stopped,
+}
+
+impl Link {
+    /// A transport connection exists.
+    fn has_connection(self) -> bool {
+        matches!(
+            self,
+            Link::AwaitConnAck { .. }
+                | Link::AwaitFirstPong { .. }
+                | Link::Up
+                | Link::Closing { .. }
+        )
+    }
+
+    /// CONNACK accepted on this connection: inbound traffic is legitimate.
+    fn is_accepted(self) -> bool {
+        matches!(self, Link::AwaitFirstPong { .. } | Link::Up)
+    }
+}
+
+/// Keepalive bookkeeping of one connection.
+#[derive(Debug, Clone, Copy, Default)]
+struct Keepalive {
+    last_sent: Instant,
+    last_received: Instant,
+    /// A PINGREQ is owed and not written yet.
+    ping_due: bool,
+    /// A PINGREQ was written at this instant and its PINGRESP has not come.
+    ping_sent: Option<Instant>,
+}
+
+impl Keepalive {
+    fn fresh(now: Instant) -> Self {
+        Self {
+            last_sent: now,
+            last_received: now,
+            ping_due: false,
+            ping_sent: None,
+        }
+    }
+
+    /// A PINGREQ goes out when nothing was sent, or nothing received, for the interval.
+    fn next_ping(&self, interval: Duration) -> Instant {
+        self.last_sent.min(self.last_received) + interval
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(
+    clippy::enum_variant_names,
+    reason = "named after the packets they send"
+)]
+enum Control {
+    PubAck(PacketId),
+    PubRec(PacketId),
+    PubComp(PacketId),
+}
+
+impl Control {
+    fn packet(self) -> Packet<'static> {
+        match self {
+            Control::PubAck(id) => Packet::PubAck(PubAck::new(id)),
+            Control::PubRec(id) => Packet::PubRec(PubRec::new(id)),
+            Control::PubComp(id) => Packet::PubComp(PubComp::new(id)),
+        }
+    }
+}
+
+/// The protocol state machine of one MQTT client.
+///
+/// - `OUT`: entries of the outbound store (messages accepted and not yet acknowledged);
+///   their topics and payloads live in the caller's `outbox` buffer.
+/// - `SUBS`: entries of the subscription table; filters live in the caller's `filters` buffer.
+/// - `IN2`: inbound QoS 2 exchanges open at once (PUBREC sent, PUBREL not yet received).
+pub struct Session<'b, R, const OUT: usize = 16, const SUBS: usize = 8, const IN2: usize = 8> {
+    config: Config<'b>,
+    rng: R,
+    link: Link,
+    keepalive: Keepalive,
+    failures: u32,
+    connection: u32,
+    outbox: Outbox<'b, OUT>,
+    subs: Subscriptions<'b, SUBS>,
+    inbound_qos2: Vec<PacketId, IN2>,
+    control: Deque<Control, CONTROL_CAPACITY>,
+    commands: Deque<Command, 4>,
+    events: Deque<Event, EVENT_CAPACITY>,
+    events_lost: u32,
+    next_packet_id: u16,
+    next_publish_id: u32,
+    next_request_id: u32,
+}
+
+impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
+    Session<'b, R, OUT, SUBS, IN2>
+{
+    /// A session that will connect at its first [`handle_timeout`](Self::handle_timeout).
+    ///
+    /// `outbox` holds the topics and payloads of stored messages, `filters` the subscription
+    /// filters; both are the caller's memory, sized for the application.
+    pub fn new(
+        config: Config<'b>,
+        outbox: &'b mut [u8],
+        filters: &'b mut [u8],
+        rng: R,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(Self {
+            config,
+            rng,
+            link: Link::Waiting {
+                retry_at: Instant::ZERO,
+            },
+            keepalive: Keepalive::default(),
+            failures: 0,
+            connection: 0,
+            outbox: Outbox::new(outbox),
+            subs: Subscriptions::new(filters),
+            inbound_qos2: Vec::new(),
+            control: Deque::new(),
+            commands: Deque::new(),
+            events: Deque::new(),
+            events_lost: 0,
+            next_packet_id: 1,
+            next_publish_id: 1,
+            next_request_id: 1,
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config<'b> {
+        &self.config
+    }
+
+    /// Where the session stands.
+    pub fn state(&self) -> State {
+        match self.link {
+            Link::Waiting { .. } => State::Waiting,
+            Link::Opening { .. } => State::Opening,
+            Link::AwaitConnAck { .. } => State::AwaitingConnAck,
+            Link::AwaitFirstPong { .. } => State::AwaitingFirstPingResp,
+            Link::Up => State::Up,
+            Link::Closing { .. } => State::Closing,
+            Link::Stopped => State::Stopped,
+        }
+    }
+
+    /// True once the broker answered the first heartbeat of this connection.
+    pub fn is_up(&self) -> bool {
+        self.link == Link::Up
+    }
+
+    /// Messages in the outbound store.
+    pub fn stored_messages(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// Messages on the wire awaiting their acknowledgement.
+    pub fn in_flight(&self) -> usize {
+        self.outbox.entries().filter(|e| e.in_flight()).count()
+    }
+
+    /// Filters in the subscription table.
+    pub fn subscriptions(&self) -> usize {
+        self.subs.len()
+    }
+
+    /// Consecutive failed connection attempts since the session was last up.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+
+    // ----- outputs -----
+
+    /// The next transport command, in order.
+    pub fn poll_command(&mut self) -> Option<Command> {
+        self.commands.pop_front()
+    }
+
+    /// The next event, in order.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        if self.events_lost > 0 && !self.events.is_full() {
+            let lost = core::mem::take(&mut self.events_lost);
+            self.push_event(Event::EventsLost(lost));
+        }
+        self.events.pop_front()
+    }
+
+    /// The instant at which [`handle_timeout`](Self::handle_timeout) must be called next, if
+    /// any. It may be in the past: call it at once then.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let link_deadline = match self.link {
+            Link::Waiting { retry_at } => Some(retry_at),
+            Link::Opening { deadline }
+            | Link::AwaitConnAck { deadline, .. }
+            | Link::AwaitFirstPong { deadline, .. }
+            | Link::Closing { deadline } => Some(deadline),
+            Link::Up => {
+                let ping = match self.keepalive.ping_sent {
+                    Some(sent) => sent + self.config.ping_timeout,
+                    None => self.keepalive.next_ping(self.config.keep_alive()),
+                };
+                Some(self.ack_deadline().map_or(ping, |t| t.min(ping)))
+            }
+            Link::Stopped => None,
+        };
+        min_opt(link_deadline, self.outbox.next_expiry())
+    }
+
+    /// Writes whole packets that are due into `buf` and returns how many bytes it wrote. Call
+    /// it until it returns 0; `buf` must hold at least `max_packet_size` bytes.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> usize {
+        let mut out = Output { buf, len: 0 };
+        if let Link::AwaitConnAck {
+            deadline,
+            connect_sent: false,
+        } = self.link
+            && out.put(&Packet::Connect(self.config.connect_packet()))
+        {
+            self.link = Link::AwaitConnAck {
+                deadline,
+                connect_sent: true,
+            };
+        }
+        if self.link.is_accepted() {
+            if self.keepalive.ping_due && out.put(&Packet::PingReq) {
+                self.keepalive.ping_due = false;
+                self.keepalive.ping_sent = Some(now);
+            }
+            while let Some(control) = self.control.front() {
+                if !out.put(&control.packet()) {
+                    break;
+                }
+                self.control.pop_front();
+            }
+        }
+        if self.link == Link::Up {
+            self.transmit_subscriptions(now, &mut out);
+            self.transmit_messages(now, &mut out);
+        }
+        if let Link::Closing { .. } = self.link
+            && out.put(&Packet::Disconnect)
+        {
+            self.end_connection();
+            self.push_command(Command::Close);
+            self.link = Link::Stopped;
+            self.push_event(Event::Disconnected);
+        }
+        if out.len > 0 {
+            self.keepalive.last_sent = now;
+        }
+        out.len
+    }
+
+    // ----- inputs: time and transport -----
+
+    /// Runs the timers that are due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let room = EVENT_CAPACITY.saturating_sub(self.events.len() + 4);
+        let mut expired: Vec<PublishId, OUT> = Vec::new();
+        self.outbox.expire(now, room, |id| {
+            let _ = expired.push(id);
+        });
+        for id in expired {
+            debug!("message {} expired", id.0);
+            self.push_event(Event::Expired(id));
+        }
+        match self.link {
+            Link::Waiting { retry_at } if now >= retry_at => {
+                self.connection = self.connection.wrapping_add(1);
+                self.push_command(Command::Open);
+                self.link = Link::Opening {
+                    deadline: now + self.config.connect_timeout,
+                };
+            }
+            Link::Opening { deadline } if now >= deadline => {
+                self.fail(now, CloseReason::ConnectTimeout);
+            }
+            Link::AwaitConnAck { deadline, .. } if now >= deadline => {
+                self.fail(now, CloseReason::ConnAckTimeout);
+            }
+            Link::AwaitFirstPong { deadline, .. } if now >= deadline => {
+                self.fail(now, CloseReason::NoFirstPingResp);
+            }
+            Link::Up => match self.keepalive.ping_sent {
+                Some(sent) if now >= sent + self.config.ping_timeout => {
+                    self.fail(now, CloseReason::PingTimeout);
+                }
+                _ if self.ack_deadline().is_some_and(|t| now >= t) => {
+                    self.fail(now, CloseReason::AckTimeout);
+                }
+                None if now >= self.keepalive.next_ping(self.config.keep_alive()) => {
+                    self.keepalive.ping_due = true;
+                }
+                _ => {}
+            },
+            Link::Closing { deadline } if now >= deadline => {
+                self.end_connection();
+                self.push_command(Command::Close);
+                self.link = Link::Stopped;
+                self.push_event(Event::Disconnected);
+            }
+            _ => {}
+        }
+    }
+
+    /// The transport opened the connection that [`Command::Open`] asked for.
+    pub fn connected(&mut self, now: Instant) {
+        if let Link::Opening { .. } = self.link {
+            self.keepalive = Keepalive::fresh(now);
+            self.link = Link::AwaitConnAck {
+                deadline: now + self.config.connack_timeout,
+                connect_sent: false,
+            };
+            self.push_event(Event::TransportConnected);
+        }
+    }
+
+    /// The transport could not open the connection.
+    pub fn connect_failed(&mut self, now: Instant) {
+        if let Link::Opening { .. } = self.link {
+            self.fail(now, CloseReason::ConnectFailed);
+        }
+    }
+
+    /// The transport lost the connection (closed by the peer, or an I/O error).
+    pub fn closed(&mut self, now: Instant) {
+        match self.link {
+            Link::Opening { .. } => self.fail(now, CloseReason::ConnectFailed),
+            Link::Closing { .. } => {
+                self.end_connection();
+                self.link = Link::Stopped;
+                self.push_event(Event::Disconnected);
+            }
+            link if link.has_connection() => self.fail(now, CloseReason::ClosedByPeer),
+            _ => {}
+        }
+    }
+
+    /// The receive side could not decode the stream: a protocol error, reconnect.
+    pub fn handle_decode_error(&mut self, now: Instant, error: packet::Error) {
+        if self.link.has_connection() {
+            self.fail(now, CloseReason::Protocol(ProtocolError::Malformed(error)));
+        }
+    }
+
+    /// A packet from the broker. Returns an application message, if it was one to deliver.
+    pub fn handle_packet<'p>(
+        &mut self,
+        now: Instant,
+        packet: Packet<'p>,
+    ) -> Option<IncomingMessage<'p>> {
+        if !self.link.has_connection() {
+            return None;
+        }
+        self.keepalive.last_received = now;
+        match self.process(now, packet) {
+            Ok(message) => message,
+            Err(reason) => {
+                self.fail(now, reason);
+                None
+            }
+        }
+    }
+
+    // ----- inputs: the application -----
+
+    /// Accepts a message into the outbound store. QoS 0 goes out once (when up); QoS 1 and 2
+    /// stay until acknowledged, expired or discarded, across reconnects.
+    pub fn publish(
+        &mut self,
+        now: Instant,
+        message: &OutgoingMessage<'_>,
+    ) -> Result<PublishId, PublishError> {
+        if self.link == Link::Stopped {
+            return Err(PublishError::Stopped);
+        }
+        let packet_id = match message.qos {
+            QoS::AtMostOnce => None,
+            _ => Some(self.allocate_packet_id().ok_or(PublishError::StoreFull)?),
+        };
+        let qos = match (message.qos, packet_id) {
+            (QoS::AtLeastOnce, Some(id)) => PublishQos::AtLeastOnce(id),
+            (QoS::ExactlyOnce, Some(id)) => PublishQos::ExactlyOnce(id),
+            _ => PublishQos::AtMostOnce,
+        };
+        let len = Packet::Publish(Publish {
+            dup: false,
+            qos,
+            retain: message.retain,
+            topic: message.topic,
+            payload: message.payload,
+        })
+        .encoded_len()
+        .map_err(PublishError::Invalid)?;
+        if len > self.config.max_packet_size {
+            return Err(PublishError::TooLarge {
+                len,
+                max_packet_size: self.config.max_packet_size,
+            });
+        }
+        let id = PublishId(self.next_publish_id);
+        let entry = Entry {
+            id,
+            qos: message.qos,
+            packet_id,
+            retain: message.retain,
+            sent_before: false,
+            stage: Stage::Queued,
+            expires_at: message.ttl.map(|ttl| now + ttl),
+            // The encoder accepted the topic, so it fits in 16 bits.
+            topic_len: u16::try_from(message.topic.len()).unwrap_or(u16::MAX),
+        };
+        self.outbox.push(entry, message.topic, message.payload)?;
+        self.next_publish_id = self.next_publish_id.wrapping_add(1);
+        Ok(id)
+    }
+
+    /// Drops a stored message that is not on the wire. Returns false if it is unknown or
+    /// awaiting its acknowledgement (then only the acknowledgement or a reconnect can end it).
+    pub fn discard(&mut self, id: PublishId) -> bool {
+        match self.outbox.find(|e| e.id == id) {
+            Some(i)
+                if self
+                    .outbox
+                    .entry(i)
+                    .is_some_and(|e| e.stage == Stage::Queued) =>
+            {
+                self.outbox.remove(i).is_some()
+            }
+            _ => false,
+        }
+    }
+
+    /// Subscribes to filters. They are remembered, sent when up, and renewed after every
+    /// connect in which the broker kept no session. Answers come as [`Event::Subscribed`].
+    pub fn subscribe(
+        &mut self,
+        _now: Instant,
+        subscriptions: &[Subscription<'_>],
+    ) -> Result<RequestId, SubscribeError> {
+        self.check_request(subscriptions.iter().map(|s| s.filter))?;
+        let request = self.next_request();
+        self.subs.add(request, subscriptions)?;
+        self.commit_request();
+        Ok(request)
+    }
+
+    /// Unsubscribes from filters and forgets them. Answered by [`Event::Unsubscribed`].
+    pub fn unsubscribe(
+        &mut self,
+        _now: Instant,
+        filters: &[&str],
+    ) -> Result<RequestId, SubscribeError> {
+        self.check_request(filters.iter().copied())?;
+        let request = self.next_request();
+        self.subs.remove_filters(request, filters)?;
+        self.commit_request();
+        if !self.link.is_accepted() && self.config.clean_session {
+            // The next connection starts clean: there is nothing to tell the broker.
+            self.subs
+                .retain(|e| e.state != SubState::UnsubWanted, |_| {});
+            self.push_event(Event::Unsubscribed(request));
+        }
+        Ok(request)
+    }
+
+    /// The application has dealt with an incoming QoS 1/2 message: now the broker may hear
+    /// it. An acknowledgement for a connection that has since ended is dropped (the broker
+    /// delivers again).
+    pub fn acknowledge(&mut self, now: Instant, ack: InboundAck) {
+        if ack.connection != self.connection || !self.link.is_accepted() {
+            return;
+        }
+        let control = match ack.qos {
+            QoS::AtLeastOnce => Control::PubAck(ack.packet_id),
+            _ => {
+                if !self.inbound_qos2.contains(&ack.packet_id)
+                    && self.inbound_qos2.push(ack.packet_id).is_err()
+                {
+                    self.fail(now, CloseReason::InboundBacklog);
+                    return;
+                }
+                Control::PubRec(ack.packet_id)
+            }
+        };
+        if self.control.push_back(control).is_err() {
+            self.fail(now, CloseReason::InboundBacklog);
+        }
+    }
+
+    /// Ends the session gracefully: DISCONNECT (so the broker drops the will), then close. No
+    /// reconnect until [`restart`](Self::restart). Stored messages stay.
+    pub fn disconnect(&mut self, now: Instant) {
+        match self.link {
+            Link::AwaitConnAck {
+                connect_sent: false,
+                ..
+            }
+            | Link::Opening { .. } => {
+                self.end_connection();
+                self.push_command(Command::Close);
+                self.link = Link::Stopped;
+                self.push_event(Event::Disconnected);
+            }
+            Link::AwaitConnAck { .. } | Link::AwaitFirstPong { .. } | Link::Up => {
+                self.link = Link::Closing {
+                    deadline: now + self.config.ping_timeout,
+                };
+            }
+            Link::Waiting { .. } => {
+                self.link = Link::Stopped;
+                self.push_event(Event::Disconnected);
+            }
+            Link::Closing { .. } | Link::Stopped => {}
+        }
+    }
+
+    /// Starts a stopped session again: it connects at once.
+    pub fn restart(&mut self, now: Instant) {
+        if self.link == Link::Stopped {
+            self.failures = 0;
+            self.link = Link::Waiting { retry_at: now };
+        }
+    }
+
+    // ----- internals -----
+
+    fn process<'p>(
+        &mut self,
+        now: Instant,
+        packet: Packet<'p>,
+    ) -> Result<Option<IncomingMessage<'p>>, CloseReason> {
+        let unexpected =
+            |p: &Packet<'_>| CloseReason::Protocol(ProtocolError::Unexpected(p.packet_type()));
+        match (self.link, packet) {
+            (Link::AwaitConnAck { .. }, Packet::ConnAck(ack)) => {
+                self.on_connack(now, ack)?;
+                Ok(None)
+            }
+            (
+                Link::AwaitFirstPong {
+                    session_present, ..
+                },
+                Packet::PingResp,
+            ) => {
+                self.link = Link::Up;
+                self.failures = 0;
+                self.keepalive.ping_sent = None;
+                info!("up (session present: {})", session_present);
+                self.push_event(Event::Up { session_present });
+                Ok(None)
+            }
+            (Link::Up, Packet::PingResp) if self.keepalive.ping_sent.is_some() => {
+                self.keepalive.ping_sent = None;
+                Ok(None)
+            }
+            (link, Packet::Publish(p)) if link.is_accepted() => self.on_publish(p),
+            (link, Packet::PubRel(rel)) if link.is_accepted() => {
+                let id = rel.packet_id;
+                self.inbound_qos2.retain(|&open| open != id);
+                self.push_control(Control::PubComp(id))?;
+                Ok(None)
+            }
+            (Link::Up, Packet::PubAck(ack)) => {
+                self.on_publish_done(PacketType::PubAck, ack.packet_id, QoS::AtLeastOnce)
+            }
+            (Link::Up, Packet::PubComp(comp)) => {
+                self.on_publish_done(PacketType::PubComp, comp.packet_id, QoS::ExactlyOnce)
+            }
+            (Link::Up, Packet::PubRec(rec)) => {
+                let i = self
+                    .outbox
+                    .find(|e| {
+                        e.packet_id == Some(rec.packet_id)
+                            && e.qos == QoS::ExactlyOnce
+                            && matches!(e.stage, Stage::AwaitingAck(_))
+                    })
+                    .ok_or(unknown_id(PacketType::PubRec, rec.packet_id))?;
+                if let Some(e) = self.outbox.entry_mut(i) {
+                    e.stage = Stage::Releasing;
+                }
+                self.outbox.release_bytes(i);
+                Ok(None)
+            }
+            (Link::Up, Packet::SubAck(ack)) => {
+                self.on_suback(ack)?;
+                Ok(None)
+            }
+            (Link::Up, Packet::UnsubAck(ack)) => {
+                let id = ack.packet_id;
+                let mut request = None;
+                self.subs.retain(
+                    |e| !matches!(e.state, SubState::UnsubRequested(p, _) if p == id),
+                    |e| request = Some(e.request),
+                );
+                let request = request.ok_or(unknown_id(PacketType::UnsubAck, id))?;
+                self.push_event(Event::Unsubscribed(request));
+                Ok(None)
+            }
+            (_, other) => Err(unexpected(&other)),
+        }
+    }
+
+    fn on_connack(&mut self, now: Instant, ack: ConnAck) -> Result<(), CloseReason> {
+        if ack.code != ConnectReturnCode::Accepted {
+            return Err(CloseReason::Refused(ack.code));
+        }
+        let session_present = ack.session_present;
+        self.push_event(Event::ConnAckReceived { session_present });
+        if !session_present {
+            // The broker starts from nothing: so do inbound QoS 2 and the subscriptions.
+            self.inbound_qos2.clear();
+            for e in self.subs.entries_mut() {
+                if e.state == SubState::Active {
+                    e.state = SubState::Wanted;
+                }
+            }
+            let mut last = None;
+            let mut unsubscribed: Vec<RequestId, SUBS> = Vec::new();
+            self.subs.retain(
+                |e| e.state != SubState::UnsubWanted,
+                |e| {
+                    if last != Some(e.request) {
+                        last = Some(e.request);
+                        let _ = unsubscribed.push(e.request);
+                    }
+                },
+            );
+            for request in unsubscribed {
+                self.push_event(Event::Unsubscribed(request));
+            }
+        }
+        self.keepalive.ping_due = true;
+        self.link = Link::AwaitFirstPong {
+            deadline: now + self.config.ping_timeout,
+            session_present,
+        };
+        Ok(())
+    }
+
+    fn on_publish<'p>(
+        &mut self,
+        p: Publish<'p>,
+    ) -> Result<Option<IncomingMessage<'p>>, CloseReason> {
+        let ack = match p.qos {
+            PublishQos::AtMostOnce => None,
+            PublishQos::AtLeastOnce(id) => Some(InboundAck {
+                packet_id: id,
+                qos: QoS::AtLeastOnce,
+                connection: self.connection,
+            }),
+            PublishQos::ExactlyOnce(id) => {
+                if self.inbound_qos2.contains(&id) {
+                    // Delivered already; the broker missed our PUBREC. Exactly once: not again.
+                    self.push_control(Control::PubRec(id))?;
+                    return Ok(None);
+                }
+                Some(InboundAck {
+                    packet_id: id,
+                    qos: QoS::ExactlyOnce,
+                    connection: self.connection,
+                })
+            }
+        };
+        Ok(Some(IncomingMessage {
+            topic: p.topic,
+            payload: p.payload,
+            qos: p.qos.qos(),
+            retain: p.retain,
+            dup: p.dup,
+            ack,
+        }))
+    }
+
+    fn on_publish_done(
+        &mut self,
+        packet_type: PacketType,
+        id: PacketId,
+        qos: QoS,
+    ) -> Result<Option<IncomingMessage<'static>>, CloseReason> {
+        let i = self
+            .outbox
+            .find(|e| {
+                e.packet_id == Some(id)
+                    && e.qos == qos
+                    && match qos {
+                        QoS::ExactlyOnce => matches!(e.stage, Stage::AwaitingComp(_)),
+                        _ => matches!(e.stage, Stage::AwaitingAck(_)),
+                    }
+            })
+            .ok_or(unknown_id(packet_type, id))?;
+        if let Some(entry) = self.outbox.remove(i) {
+            self.push_event(Event::Published(entry.id));
+        }
+        Ok(None)
+    }
+
+    fn on_suback(&mut self, ack: SubAck<'_>) -> Result<(), CloseReason> {
+        let id = ack.packet_id;
+        let requested =
+            |e: &subscriptions::SubEntry| matches!(e.state, SubState::Requested(p, _) if p == id);
+        let expected = self.subs.entries().filter(|e| requested(e)).count();
+        if expected == 0 {
+            return Err(unknown_id(PacketType::SubAck, id));
+        }
+        if expected != ack.codes.len() {
+            return Err(CloseReason::Protocol(ProtocolError::SubAckCountMismatch));
+        }
+        let mut codes = ack.codes.iter();
+        let mut refused: Vec<usize, SUBS> = Vec::new();
+        for i in 0..self.subs.len() {
+            let Some(entry) = self.subs.entry_mut(i) else {
+                break;
+            };
+            if !requested(entry) {
+                continue;
+            }
+            let Some(code) = codes.next() else { break };
+            entry.state = SubState::Active;
+            let event = Event::Subscribed {
+                request: entry.request,
+                index: entry.index,
+                code,
+            };
+            if code.granted().is_none() {
+                // A refused filter is forgotten, not renewed.
+                let _ = refused.push(i);
+            }
+            self.push_event(event);
+        }
+        for &i in refused.iter().rev() {
+            self.subs.remove(i);
+        }
+        Ok(())
+    }
+
+    fn transmit_subscriptions(&mut self, now: Instant, out: &mut Output<'_>) {
+        for (wanted, unsubscribe) in [(SubState::Wanted, false), (SubState::UnsubWanted, true)] {
+            loop {
+                let mut picked: Vec<usize, FILTERS_PER_PACKET> = Vec::new();
+                for (i, e) in self.subs.entries().enumerate() {
+                    if e.state == wanted && picked.push(i).is_err() {
+                        break;
+                    }
+                }
+                if picked.is_empty() {
+                    break;
+                }
+                let Some(packet_id) = self.allocate_packet_id() else {
+                    return;
+                };
+                let written = if unsubscribe {
+                    let filters: Vec<&str, FILTERS_PER_PACKET> =
+                        picked.iter().map(|&i| self.subs.filter(i)).collect();
+                    out.put(&Packet::Unsubscribe(Unsubscribe {
+                        packet_id,
+                        filters: (&filters[..]).into(),
+                    }))
+                } else {
+                    let subs: Vec<Subscription<'_>, FILTERS_PER_PACKET> = picked
+                        .iter()
+                        .map(|&i| Subscription {
+                            filter: self.subs.filter(i),
+                            qos: self.subs.entry(i).map_or(QoS::AtMostOnce, |e| e.qos),
+                        })
+                        .collect();
+                    out.put(&Packet::Subscribe(Subscribe {
+                        packet_id,
+                        filters: (&subs[..]).into(),
+                    }))
+                };
+                if !written {
+                    return;
+                }
+                for &i in &picked {
+                    if let Some(e) = self.subs.entry_mut(i) {
+                        e.state = if unsubscribe {
+                            SubState::UnsubRequested(packet_id, now)
+                        } else {
+                            SubState::Requested(packet_id, now)
+                        };
+                    }
+                }
+            }
+        }
+    }
+
+    fn transmit_messages(&mut self, now: Instant, out: &mut Output<'_>) {
+        let window = usize::from(self.config.inflight_window);
+        let mut in_flight = self.in_flight();
+        let mut i = 0;
+        while let Some(entry) = self.outbox.entry(i).copied() {
+            match entry.stage {
+                Stage::Releasing => {
+                    let Some(id) = entry.packet_id else { break };
+                    if !out.put(&Packet::PubRel(PubRel::new(id))) {
+                        return;
+                    }
+                    if let Some(e) = self.outbox.entry_mut(i) {
+                        e.stage = Stage::AwaitingComp(now);
+                    }
+                }
+                Stage::Queued if entry.qos == QoS::AtMostOnce => {
+                    let Some(publish) = self.outbox.publish(i) else {
+                        break;
+                    };
+                    if !out.put(&Packet::Publish(publish)) {
+                        return;
+                    }
+                    self.outbox.remove(i);
+                    self.push_event(Event::Published(entry.id));
+                    continue;
+                }
+                Stage::Queued if in_flight < window => {
+                    let Some(publish) = self.outbox.publish(i) else {
+                        break;
+                    };
+                    if !out.put(&Packet::Publish(publish)) {
+                        return;
+                    }
+                    in_flight += 1;
+                    if let Some(e) = self.outbox.entry_mut(i) {
+                        e.stage = Stage::AwaitingAck(now);
+                        e.sent_before = true;
+                    }
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+    }
+
+    /// The earliest instant at which an acknowledgement becomes overdue.
+    fn ack_deadline(&self) -> Option<Instant> {
+        let messages = self.outbox.entries().filter_map(Entry::waiting_since).min();
+        let subs = self.subs.entries().filter_map(|e| e.waiting_since()).min();
+        min_opt(messages, subs).map(|t| t + self.config.ack_timeout)
+    }
+
+    /// The connection (or attempt) failed: close it, and back off before the next one.
+    fn fail(&mut self, now: Instant, reason: CloseReason) {
+        let was_up = self.link == Link::Up;
+        // The transport already knows about a connection it reported lost or never opened.
+        let transport_knows = matches!(
+            reason,
+            CloseReason::ClosedByPeer | CloseReason::ConnectFailed
+        );
+        if !transport_knows && !matches!(self.link, Link::Waiting { .. } | Link::Stopped) {
+            self.push_command(Command::Close);
+        }
+        warn!("connection down: {:?}", reason);
+        self.end_connection();
+        self.push_event(Event::Down { reason, was_up });
+        self.failures = self.failures.saturating_add(1);
+        if self
+            .config
+            .backoff
+            .max_attempts
+            .is_some_and(|max| self.failures >= max)
+        {
+            self.link = Link::Stopped;
+            self.push_event(Event::GaveUp);
+            return;
+        }
+        let delay = self.config.backoff.delay(self.failures, &mut self.rng);
+        self.link = Link::Waiting {
+            retry_at: now + delay,
+        };
+        self.push_event(Event::Reconnecting {
+            failures: self.failures,
+            delay,
+        });
+    }
+
+    /// Resets everything that belongs to one connection.
+    fn end_connection(&mut self) {
+        self.outbox.connection_lost();
+        for e in self.subs.entries_mut() {
+            e.state = match e.state {
+                SubState::Requested(..) => SubState::Wanted,
+                SubState::UnsubRequested(..) => SubState::UnsubWanted,
+                other => other,
+            };
+        }
+        self.control.clear();
+        self.keepalive = Keepalive::default();
+    }
+
+    fn check_request<'f>(
+        &self,
+        filters: impl ExactSizeIterator<Item = &'f str>,
+    ) -> Result<(), SubscribeError> {
+        if self.link == Link::Stopped {
+            return Err(SubscribeError::Stopped);
+        }
+        if filters.len() == 0 || filters.len() > SUBS {
+            return Err(SubscribeError::BadCount);
+        }
+        for filter in filters {
+            check_topic_filter(filter).map_err(SubscribeError::Invalid)?;
+        }
+        Ok(())
+    }
+
+    fn next_request(&self) -> RequestId {
+        RequestId(self.next_request_id)
+    }
+
+    fn commit_request(&mut self) {
+        self.next_request_id = self.next_request_id.wrapping_add(1);
+    }
+
+    /// The next packet identifier not used by any open exchange.
+    fn allocate_packet_id(&mut self) -> Option<PacketId> {
+        for _ in 0..u16::MAX {
+            let candidate = PacketId::new(self.next_packet_id);
+            self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
+            if let Some(id) = candidate
+                && !self.outbox.uses_packet_id(id)
+                && !self.subs.uses_packet_id(id)
+            {
+                return Some(id);
+            }
+        }
+        None
+    }
+
+    fn push_control(&mut self, control: Control) -> Result<(), CloseReason> {
+        self.control
+            .push_back(control)
+            .map_err(|_| CloseReason::InboundBacklog)
+    }
+
+    fn push_command(&mut self, command: Command) {
+        // At most a Close and an Open are ever pending; the queue holds four.
+        let _ = self.commands.push_back(command);
+    }
+
+    fn push_event(&mut self, event: Event) {
+        if self.events.push_back(event).is_err() {
+            self.events_lost = self.events_lost.saturating_add(1);
+        }
+    }
+}
+
+fn unknown_id(packet_type: PacketType, id: PacketId) -> CloseReason {
+    CloseReason::Protocol(ProtocolError::UnknownPacketId(packet_type, id))
+}
+
+fn min_opt(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+/// Whole packets written into the transmit buffer.
+struct Output<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl Output<'_> {
+    /// Writes `packet` if it fits whole; false if it does not (it waits for the next call).
+    fn put(&mut self, packet: &Packet<'_>) -> bool {
+        let Some(rest) = self.buf.get_mut(self.len..) else {
+            return false;
+        };
+        match packet.encode(rest) {
+            Ok(n) => {
+                self.len += n;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}

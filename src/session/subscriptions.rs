@@ -1,0 +1,172 @@
+//! The subscription table: what the application asked for, so that it can be renewed after
+//! every connect in which the broker kept no session.
+
+use super::slab::Slab;
+use super::{RequestId, SubscribeError};
+use crate::packet::{PacketId, QoS, Subscription};
+use crate::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SubState {
+    /// SUBSCRIBE to be sent.
+    Wanted,
+    /// SUBSCRIBE sent at the instant with this packet identifier.
+    Requested(PacketId, Instant),
+    /// Confirmed by SUBACK.
+    Active,
+    /// UNSUBSCRIBE to be sent.
+    UnsubWanted,
+    /// UNSUBSCRIBE sent at the instant with this packet identifier.
+    UnsubRequested(PacketId, Instant),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SubEntry {
+    pub(crate) qos: QoS,
+    pub(crate) state: SubState,
+    pub(crate) request: RequestId,
+    pub(crate) index: u16,
+}
+
+impl SubEntry {
+    pub(crate) fn waiting_since(&self) -> Option<Instant> {
+        match self.state {
+            SubState::Requested(_, t) | SubState::UnsubRequested(_, t) => Some(t),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn packet_id(&self) -> Option<PacketId> {
+        match self.state {
+            SubState::Requested(id, _) | SubState::UnsubRequested(id, _) => Some(id),
+            _ => None,
+        }
+    }
+}
+
+pub(crate) struct Subscriptions<'b, const N: usize> {
+    slab: Slab<'b, SubEntry, N>,
+}
+
+impl<'b, const N: usize> Subscriptions<'b, N> {
+    pub(crate) fn new(buf: &'b mut [u8]) -> Self {
+        Self {
+            slab: Slab::new(buf),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.slab.len()
+    }
+
+    pub(crate) fn filter(&self, index: usize) -> &str {
+        core::str::from_utf8(self.slab.bytes(index)).unwrap_or("")
+    }
+
+    pub(crate) fn find(&self, filter: &str) -> Option<usize> {
+        (0..self.slab.len()).find(|&i| self.filter(i) == filter)
+    }
+
+    pub(crate) fn entry(&self, index: usize) -> Option<&SubEntry> {
+        self.slab.meta(index)
+    }
+
+    pub(crate) fn entry_mut(&mut self, index: usize) -> Option<&mut SubEntry> {
+        self.slab.meta_mut(index)
+    }
+
+    pub(crate) fn entries(&self) -> impl Iterator<Item = &SubEntry> {
+        self.slab.metas()
+    }
+
+    pub(crate) fn entries_mut(&mut self) -> impl Iterator<Item = &mut SubEntry> {
+        self.slab.metas_mut()
+    }
+
+    pub(crate) fn remove(&mut self, index: usize) -> Option<SubEntry> {
+        self.slab.remove(index)
+    }
+
+    pub(crate) fn uses_packet_id(&self, packet_id: PacketId) -> bool {
+        self.slab.metas().any(|e| e.packet_id() == Some(packet_id))
+    }
+
+    /// Adds or updates the filters of one request, all or nothing.
+    pub(crate) fn add(
+        &mut self,
+        request: RequestId,
+        subs: &[Subscription<'_>],
+    ) -> Result<(), SubscribeError> {
+        self.upsert(
+            request,
+            subs.iter().map(|s| (s.filter, s.qos, SubState::Wanted)),
+        )
+    }
+
+    /// Marks filters for UNSUBSCRIBE, adding the ones the table does not know (a persistent
+    /// session may hold filters from before), all or nothing.
+    pub(crate) fn remove_filters(
+        &mut self,
+        request: RequestId,
+        filters: &[&str],
+    ) -> Result<(), SubscribeError> {
+        self.upsert(
+            request,
+            filters
+                .iter()
+                .map(|f| (*f, QoS::AtMostOnce, SubState::UnsubWanted)),
+        )
+    }
+
+    fn upsert<'f>(
+        &mut self,
+        request: RequestId,
+        items: impl Iterator<Item = (&'f str, QoS, SubState)> + Clone,
+    ) -> Result<(), SubscribeError> {
+        let (new, new_bytes) = items
+            .clone()
+            .filter(|(f, _, _)| self.find(f).is_none())
+            .fold((0, 0), |(n, b), (f, _, _)| (n + 1, b + f.len()));
+        if self.slab.len() + new > N || new_bytes > self.slab.free_bytes() {
+            return Err(SubscribeError::TableFull);
+        }
+        let busy = items.clone().any(|(f, _, _)| {
+            self.find(f)
+                .and_then(|i| self.slab.meta(i))
+                .is_some_and(|e| e.packet_id().is_some())
+        });
+        if busy {
+            return Err(SubscribeError::Busy);
+        }
+        for (index, (filter, qos, state)) in items.enumerate() {
+            let sub = Subscription { filter, qos };
+            let entry = SubEntry {
+                qos: sub.qos,
+                state,
+                request,
+                index: u16::try_from(index).unwrap_or(u16::MAX),
+            };
+            match self.find(sub.filter) {
+                Some(i) => {
+                    if let Some(e) = self.slab.meta_mut(i) {
+                        *e = entry;
+                    }
+                }
+                None => self
+                    .slab
+                    .push(entry, &[sub.filter.as_bytes()])
+                    .map_err(|_| SubscribeError::TableFull)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the entries for which `keep` is false, calling `on_removed` for each.
+    pub(crate) fn retain(
+        &mut self,
+        keep: impl FnMut(&SubEntry) -> bool,
+        on_removed: impl FnMut(SubEntry),
+    ) {
+        self.slab.retain(keep, on_removed);
+    }
+}

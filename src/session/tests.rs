@@ -1,0 +1,1003 @@
+//! Time-stepped tests of every session rule: time is an argument, nothing sleeps.
+
+use std::string::{String, ToString};
+use std::vec::Vec;
+
+use super::*;
+use crate::packet::{
+    ConnAck, ConnectReturnCode, Decoded, Packet, PubAck, PubComp, PubRec, PubRel, Publish,
+    PublishQos, QoS, SubAck, SubAckReturnCode, Subscription, UnsubAck, Will, decode,
+};
+
+/// SplitMix64: a tiny deterministic generator.
+pub(crate) struct TestRng(pub(crate) u64);
+
+impl RngCore for TestRng {
+    fn next_u32(&mut self) -> u32 {
+        (self.next_u64() >> 32) as u32
+    }
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn fill_bytes(&mut self, dst: &mut [u8]) {
+        for b in dst {
+            *b = self.next_u64() as u8;
+        }
+    }
+}
+
+/// What the session wrote, owned so tests can compare it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Wire {
+    Connect {
+        clean: bool,
+        keep_alive: u16,
+        client_id: String,
+    },
+    PingReq,
+    Publish {
+        topic: String,
+        payload: Vec<u8>,
+        qos: u8,
+        id: u16,
+        dup: bool,
+        retain: bool,
+    },
+    PubAck(u16),
+    PubRec(u16),
+    PubRel(u16),
+    PubComp(u16),
+    Subscribe {
+        id: u16,
+        filters: Vec<(String, u8)>,
+    },
+    Unsubscribe {
+        id: u16,
+        filters: Vec<String>,
+    },
+    Disconnect,
+}
+
+fn owned(packet: Packet<'_>) -> Wire {
+    match packet {
+        Packet::Connect(c) => Wire::Connect {
+            clean: c.clean_session,
+            keep_alive: c.keep_alive,
+            client_id: c.client_id.to_string(),
+        },
+        Packet::PingReq => Wire::PingReq,
+        Packet::Publish(p) => Wire::Publish {
+            topic: p.topic.to_string(),
+            payload: p.payload.to_vec(),
+            qos: p.qos.qos() as u8,
+            id: p.qos.packet_id().map_or(0, |id| id.get()),
+            dup: p.dup,
+            retain: p.retain,
+        },
+        Packet::PubAck(a) => Wire::PubAck(a.packet_id.get()),
+        Packet::PubRec(a) => Wire::PubRec(a.packet_id.get()),
+        Packet::PubRel(a) => Wire::PubRel(a.packet_id.get()),
+        Packet::PubComp(a) => Wire::PubComp(a.packet_id.get()),
+        Packet::Subscribe(s) => Wire::Subscribe {
+            id: s.packet_id.get(),
+            filters: s
+                .filters
+                .iter()
+                .map(|f| (f.filter.to_string(), f.qos as u8))
+                .collect(),
+        },
+        Packet::Unsubscribe(u) => Wire::Unsubscribe {
+            id: u.packet_id.get(),
+            filters: u.filters.iter().map(|f| f.to_string()).collect(),
+        },
+        Packet::Disconnect => Wire::Disconnect,
+        other => panic!("a client never sends {other:?}"),
+    }
+}
+
+fn id(v: u16) -> PacketId {
+    PacketId::new(v).unwrap()
+}
+
+type TestSession = Session<'static, TestRng, 8, 4, 4>;
+
+struct Rig {
+    s: TestSession,
+    now: Instant,
+}
+
+impl Rig {
+    fn new(config: Config<'static>) -> Self {
+        let outbox = Box::leak(Box::new([0u8; 2048]));
+        let filters = Box::leak(Box::new([0u8; 256]));
+        Self {
+            s: Session::new(config, outbox, filters, TestRng(1)).unwrap(),
+            now: Instant::ZERO,
+        }
+    }
+
+    fn default() -> Self {
+        Self::new(Config::new("dev-1"))
+    }
+
+    /// Moves time forward and runs the timers.
+    fn advance(&mut self, ms: u64) {
+        self.now = self.now + Duration::from_millis(ms);
+        self.s.handle_timeout(self.now);
+    }
+
+    /// Runs timers until `t` (absolute ms), stepping to every deadline on the way.
+    fn run_until(&mut self, t: u64) {
+        let end = Instant::from_millis(t);
+        while let Some(next) = self.s.poll_timeout() {
+            if next > end {
+                break;
+            }
+            self.now = next.max(self.now);
+            self.s.handle_timeout(self.now);
+            if self.s.poll_timeout() == Some(next) && next <= self.now {
+                // Work owed at this instant is transmit work: let the caller pull it.
+                break;
+            }
+        }
+        self.now = end.max(self.now);
+        self.s.handle_timeout(self.now);
+    }
+
+    fn sent(&mut self) -> Vec<Wire> {
+        let mut buf = [0u8; 1024];
+        let mut out = Vec::new();
+        loop {
+            let n = self.s.poll_transmit(self.now, &mut buf);
+            if n == 0 {
+                return out;
+            }
+            let mut at = 0;
+            while at < n {
+                match decode(&buf[at..n], 1024).unwrap() {
+                    Decoded::Complete { packet, len } => {
+                        out.push(owned(packet));
+                        at += len;
+                    }
+                    Decoded::Incomplete(_) => panic!("partial packet written"),
+                }
+            }
+        }
+    }
+
+    fn events(&mut self) -> Vec<Event> {
+        std::iter::from_fn(|| self.s.poll_event()).collect()
+    }
+
+    fn commands(&mut self) -> Vec<Command> {
+        std::iter::from_fn(|| self.s.poll_command()).collect()
+    }
+
+    fn recv(&mut self, packet: Packet<'_>) {
+        assert!(self.s.handle_packet(self.now, packet).is_none());
+    }
+
+    /// Opens a connection and gets it up.
+    fn up(&mut self, session_present: bool) {
+        self.s.handle_timeout(self.now);
+        assert_eq!(self.commands(), vec![Command::Open]);
+        self.s.connected(self.now);
+        assert!(matches!(self.sent().as_slice(), [Wire::Connect { .. }]));
+        self.recv(Packet::ConnAck(ConnAck {
+            session_present,
+            code: ConnectReturnCode::Accepted,
+        }));
+        assert_eq!(self.sent(), vec![Wire::PingReq]);
+        assert!(!self.s.is_up());
+        self.recv(Packet::PingResp);
+        assert!(self.s.is_up());
+        let events = self.events();
+        assert!(
+            events.contains(&Event::Up { session_present }),
+            "{events:?}"
+        );
+    }
+
+    fn publish(&mut self, topic: &str, qos: QoS) -> PublishId {
+        self.s
+            .publish(self.now, &OutgoingMessage::new(topic, b"data").qos(qos))
+            .unwrap()
+    }
+
+    /// Waits out the backoff and reconnects.
+    fn reconnect(&mut self, session_present: bool) {
+        let retry_at = self.s.poll_timeout().unwrap();
+        self.now = retry_at;
+        self.up(session_present);
+    }
+}
+
+// ----- rule 1: CONNECT -----
+
+#[test]
+fn test_connect_is_clean_by_default_with_configured_fields() {
+    let mut config = Config::new("dev-1");
+    config.username = Some("user");
+    config.password = Some(b"pw");
+    config.will = Some(Will {
+        topic: "dev/lwt",
+        payload: b"gone",
+        qos: QoS::AtLeastOnce,
+        retain: true,
+    });
+    let mut rig = Rig::new(config);
+    rig.s.handle_timeout(rig.now);
+    assert_eq!(rig.commands(), vec![Command::Open]);
+    rig.s.connected(rig.now);
+    let mut buf = [0u8; 256];
+    let n = rig.s.poll_transmit(rig.now, &mut buf);
+    let Ok(Decoded::Complete {
+        packet: Packet::Connect(c),
+        len,
+    }) = decode(&buf[..n], 256)
+    else {
+        panic!("no CONNECT");
+    };
+    assert_eq!(len, n);
+    assert!(c.clean_session);
+    assert_eq!(c.keep_alive, 20);
+    assert_eq!(c.client_id, "dev-1");
+    assert_eq!(c.username, Some("user"));
+    assert_eq!(c.password, Some(&b"pw"[..]));
+    assert_eq!(c.will, config.will);
+}
+
+#[test]
+fn test_persistent_session_connect() {
+    let mut config = Config::new("dev-1");
+    config.clean_session = false;
+    let mut rig = Rig::new(config);
+    rig.s.handle_timeout(rig.now);
+    rig.s.connected(rig.now);
+    assert!(matches!(
+        rig.sent().as_slice(),
+        [Wire::Connect { clean: false, .. }]
+    ));
+}
+
+// ----- rule 2: keepalive -----
+
+#[test]
+fn test_config_rejects_bad_keepalive() {
+    let mut c = Config::new("x");
+    c.keep_alive_secs = 0;
+    assert_eq!(c.validate(), Err(ConfigError::KeepAliveZero));
+    c.keep_alive_secs = 30;
+    assert_eq!(
+        c.validate(),
+        Err(ConfigError::KeepAliveNotBelowIdleLimit {
+            keep_alive: Duration::from_secs(30),
+            idle_limit: Duration::from_secs(30)
+        })
+    );
+    c.keep_alive_secs = 29;
+    assert_eq!(c.validate(), Ok(()));
+    c.idle_limit = Duration::from_secs(10);
+    assert!(matches!(
+        c.validate(),
+        Err(ConfigError::KeepAliveNotBelowIdleLimit { .. })
+    ));
+    let mut c = Config::new("");
+    c.clean_session = false;
+    assert!(matches!(c.validate(), Err(ConfigError::InvalidConnect(_))));
+    let mut c = Config::new("x");
+    c.ping_timeout = Duration::ZERO;
+    assert_eq!(
+        c.validate(),
+        Err(ConfigError::ZeroTimeout(TimeoutName::Ping))
+    );
+    let mut c = Config::new("x");
+    c.inflight_window = 0;
+    assert_eq!(c.validate(), Err(ConfigError::ZeroInflightWindow));
+    let mut c = Config::new("x");
+    c.backoff.min = Duration::from_secs(100);
+    assert_eq!(c.validate(), Err(ConfigError::InvalidBackoff));
+}
+
+#[test]
+fn test_pingreq_after_keepalive_of_silence() {
+    let mut rig = Rig::default();
+    rig.up(false);
+    let up_at = rig.now.as_millis();
+    rig.run_until(up_at + 19_999);
+    assert_eq!(rig.sent(), vec![]);
+    rig.run_until(up_at + 20_000);
+    assert_eq!(rig.sent(), vec![Wire::PingReq]);
+    rig.advance(100);
+    rig.recv(Packet::PingResp);
+    // Nothing is owed until another keepalive after the last PINGREQ.
+    rig.run_until(up_at + 39_999);
+    assert_eq!(rig.sent(), vec![]);
+    rig.run_until(up_at + 40_000);
+    assert_eq!(rig.sent(), vec![Wire::PingReq]);
+}
+
+#[test]
+fn test_pingreq_when_nothing_received_even_while_publishing() {
+    let mut rig = Rig::default();
+    rig.up(false);
+    let up_at = rig.now.as_millis();
+    // QoS 0 every 5 s into a connection the broker no longer answers.
+    for step in 1..=3 {
+        rig.run_until(up_at + step * 5_000);
+        rig.publish("t", QoS::AtMostOnce);
+        assert!(matches!(rig.sent().as_slice(), [Wire::Publish { .. }]));
+    }
+    rig.run_until(up_at + 20_000);
+    rig.publish("t", QoS::AtMostOnce);
+    let sent = rig.sent();
+    assert_eq!(sent.first(), Some(&Wire::PingReq), "{sent:?}");
+    // ...and with no answer the connection is declared dead within the ping timeout.
+    rig.run_until(up_at + 25_000);
+    assert_eq!(rig.commands(), vec![Command::Close]);
+    assert!(rig.events().contains(&Event::Down {
+        reason: CloseReason::PingTimeout,
+        was_up: true
+    }));
+}
+
+// ----- rule 3: timeouts -----
+
+#[test]
+fn test_ping_timeout_declares_the_connection_dead() {
+    let mut rig = Rig::default();
+    rig.up(false);
+    rig.advance(20_000);
+    assert_eq!(rig.sent(), vec![Wire::PingReq]);
+    rig.advance(4_999);
+    assert_eq!(rig.commands(), vec![]);
+    rig.advance(1);
+    assert_eq!(rig.commands(), vec![Command::Close]);
+    let events = rig.events();
+    assert!(events.contains(&Event::Down {
+        reason: CloseReason::PingTimeout,
+        was_up: true
+    }));
+    assert!(matches!(
+        events.last(),
+        Some(Event::Reconnecting { failures: 1, .. })
+    ));
+    assert_eq!(rig.s.state(), State::Waiting);
+}
+
+#[test]
+fn test_connack_and_connect_timeouts() {
+    let mut rig = Rig::default();
+    rig.s.handle_timeout(rig.now);
+    assert_eq!(rig.commands(), vec![Command::Open]);
+    rig.advance(10_000);
+    assert_eq!(rig.commands(), vec![Command::Close]);
+    assert!(rig.events().contains(&Event::Down {
+        reason: CloseReason::ConnectTimeout,
+        was_up: false
+    }));
+    rig.now = rig.s.poll_timeout().unwrap();
+    rig.s.handle_timeout(rig.now);
+    assert_eq!(rig.commands(), vec![Command::Open]);
+    rig.s.connected(rig.now);
+    rig.sent();
+    rig.advance(9_999);
+    assert_eq!(rig.commands(), vec![]);
+    rig.advance(1);
+    assert_eq!(rig.commands(), vec![Command::Close]);
+    assert!(rig.events().contains(&Event::Down {
+        reason: CloseReason::ConnAckTimeout,
+        was_up: false
+    }));
+}
+
+// ----- rule 4 and 5: up means a heartbeat answered; backoff -----
+
+#[test]
+fn test_connack_then_silence_never_up_and_backoff_grows() {
+    let mut rig = Rig::default();
+    let mut delays = Vec::new();
+    for attempt in 1..=8u32 {
+        rig.s.handle_timeout(rig.now);
+        assert_eq!(rig.commands(), vec![Command::Open]);
+        rig.s.connected(rig.now);
+        rig.sent();
+        rig.recv(Packet::ConnAck(ConnAck {
+            session_present: false,
+            code: ConnectReturnCode::Accepted,
+        }));
+        assert_eq!(rig.sent(), vec![Wire::PingReq]);
+        rig.advance(5_000);
+        assert_eq!(rig.commands(), vec![Command::Close]);
+        let events = rig.events();
+        assert!(
+            !events.iter().any(|e| matches!(e, Event::Up { .. })),
+            "never up: {events:?}"
+        );
+        let Some(Event::Reconnecting { failures, delay }) = events.last().copied() else {
+            panic!("no backoff: {events:?}");
+        };
+        assert_eq!(failures, attempt);
+        let ceiling = rig.s.config().backoff.ceiling(failures);
+        assert!(
+            delay >= Duration::from_secs(1) && delay <= ceiling,
+            "{delay} > {ceiling}"
+        );
+        delays.push(delay);
+        rig.now = rig.now + delay;
+    }
+    // The window grows, so late delays exceed what early ones could be.
+    assert!(
+        delays[6] > Duration::from_secs(2) || delays[7] > Duration::from_secs(2),
+        "{delays:?}"
+    );
+}
+
+#[test]
+fn test_backoff_resets_only_after_up() {
+    let mut rig = Rig::default();
+    rig.s.handle_timeout(rig.now);
+    rig.commands();
+    rig.s.connect_failed(rig.now);
+    rig.now = rig.s.poll_timeout().unwrap();
+    rig.s.handle_timeout(rig.now);
+    rig.s.connected(rig.now);
+    rig.sent();
+    // CONNACK alone does not reset the count.
+    rig.recv(Packet::ConnAck(ConnAck {
+        session_present: false,
+        code: ConnectReturnCode::Accepted,
+    }));
+    assert_eq!(rig.s.failures(), 1);
+    rig.sent();
+    rig.recv(Packet::PingResp);
+    assert_eq!(rig.s.failures(), 0);
+}
+
+#[test]
+fn test_refused_connack_backs_off() {
+    let mut rig = Rig::default();
+    rig.s.handle_timeout(rig.now);
+    rig.s.connected(rig.now);
+    rig.sent();
+    rig.recv(Packet::ConnAck(ConnAck {
+        session_present: false,
+        code: ConnectReturnCode::NotAuthorized,
+    }));
+    assert_eq!(rig.commands(), vec![Command::Open, Command::Close]);
+    assert!(rig.events().contains(&Event::Down {
+        reason: CloseReason::Refused(ConnectReturnCode::NotAuthorized),
+        was_up: false
+    }));
+}
+
+#[test]
+fn test_max_attempts_gives_up() {
+    let mut config = Config::new("x");
+    config.backoff.max_attempts = Some(2);
+    let mut rig = Rig::new(config);
+    rig.s.handle_timeout(rig.now);
+    rig.s.connect_failed(rig.now);
+    rig.now = rig.s.poll_timeout().unwrap();
+    rig.s.handle_timeout(rig.now);
+    rig.s.connect_failed(rig.now);
+    assert!(rig.events().contains(&Event::GaveUp));
+    assert_eq!(rig.s.state(), State::Stopped);
+    assert_eq!(rig.s.poll_timeout(), None);
+    assert_eq!(rig.commands(), vec![Command::Open, Command::Open]);
+    rig.s.restart(rig.now);
+    rig.s.handle_timeout(rig.now);
+    assert_eq!(rig.commands(), vec![Command::Open]);
+}
+
+// ----- rule 6: outbound QoS 1 and 2 -----
+
+#[test]
+fn test_qos1_survives_reconnect_and_is_resent_with_dup() {
+    let mut rig = Rig::default();
+    rig.up(true);
+    let pid = rig.publish("a", QoS::AtLeastOnce);
+    let first = rig.sent();
+    let [
+        Wire::Publish {
+            id,
+            dup: false,
+            qos: 1,
+            ..
+        },
+    ] = first.as_slice()
+    else {
+        panic!("{first:?}")
+    };
+    let id = *id;
+    rig.s.closed(rig.now);
+    assert_eq!(rig.s.stored_messages(), 1);
+    rig.reconnect(true);
+    let again = rig.sent();
+    assert!(
+        matches!(again.as_slice(), [Wire::Publish { id: i, dup: true, qos: 1, .. }] if *i == id),
+        "{again:?}"
+    );
+    rig.recv(Packet::PubAck(PubAck::new(self::id(id))));
+    assert!(rig.events().contains(&Event::Published(pid)));
+    assert_eq!(rig.s.stored_messages(), 0);
+}
+
+#[test]
+fn test_publishes_before_up_wait_for_up() {
+    let mut rig = Rig::default();
+    let pid = rig.publish("a", QoS::AtLeastOnce);
+    rig.s.handle_timeout(rig.now);
+    rig.s.connected(rig.now);
+    assert!(matches!(rig.sent().as_slice(), [Wire::Connect { .. }]));
+    rig.recv(Packet::ConnAck(ConnAck {
+        session_present: false,
+        code: ConnectReturnCode::Accepted,
+    }));
+    assert_eq!(
+        rig.sent(),
+        vec![Wire::PingReq],
+        "nothing but the heartbeat before up"
+    );
+    rig.recv(Packet::PingResp);
+    let sent = rig.sent();
+    assert!(
+        matches!(sent.as_slice(), [Wire::Publish { dup: false, .. }]),
+        "{sent:?}"
+    );
+    let _ = pid;
+}
+
+#[test]
+fn test_inflight_window_limits_unacknowledged_messages() {
+    let mut config = Config::new("x");
+    config.inflight_window = 2;
+    let mut rig = Rig::new(config);
+    rig.up(false);
+    for _ in 0..4 {
+        rig.publish("w", QoS::AtLeastOnce);
+    }
+    let sent = rig.sent();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(rig.s.in_flight(), 2);
+    let Wire::Publish { id, .. } = sent[0] else {
+        panic!()
+    };
+    rig.recv(Packet::PubAck(PubAck::new(self::id(id))));
+    assert_eq!(rig.sent().len(), 1);
+}
+
+#[test]
+fn test_ttl_expiry_is_reported_and_the_message_dropped() {
+    let mut rig = Rig::default();
+    let msg = OutgoingMessage::new("t", b"x")
+        .qos(QoS::AtLeastOnce)
+        .ttl(Duration::from_secs(3));
+    let pid = rig.s.publish(rig.now, &msg).unwrap();
+    rig.s.handle_timeout(rig.now);
+    rig.s.connect_failed(rig.now);
+    assert_eq!(
+        rig.s.poll_timeout().map(|t| t.as_millis() <= 3_000),
+        Some(true)
+    );
+    rig.events();
+    rig.run_until(3_000);
+    assert!(rig.events().contains(&Event::Expired(pid)));
+    assert_eq!(rig.s.stored_messages(), 0);
+}
+
+#[test]
+fn test_in_flight_message_expires_only_after_its_connection_ends() {
+    let mut rig = Rig::default();
+    rig.up(false);
+    let msg = OutgoingMessage::new("t", b"x")
+        .qos(QoS::AtLeastOnce)
+        .ttl(Duration::from_secs(3));
+    let pid = rig.s.publish(rig.now, &msg).unwrap();
+    assert_eq!(rig.sent().len(), 1);
+    rig.advance(4_000);
+    assert!(
+        !rig.events().contains(&Event::Expired(pid)),
+        "a PUBACK may still come"
+    );
+    rig.s.closed(rig.now);
+    rig.s.handle_timeout(rig.now);
+    assert!(rig.events().contains(&Event::Expired(pid)));
+}
+
+#[test]
+fn test_full_store_is_an_immediate_error() {
+    let mut rig = Rig::default();
+    for _ in 0..8 {
+        rig.publish("t", QoS::AtLeastOnce);
+    }
+    let err = rig.s.publish(
+        rig.now,
+        &OutgoingMessage::new("t", b"x").qos(QoS::AtLeastOnce),
+    );
+    assert_eq!(err, Err(PublishError::StoreFull));
+    let big = [0u8; 900];
+    let mut rig = Rig::default();
+    rig.s
+        .publish(
+            rig.now,
+            &OutgoingMessage::new("t", &big).qos(QoS::AtLeastOnce),
+        )
+        .unwrap();
+    rig.s
+        .publish(
+            rig.now,
+            &OutgoingMessage::new("t", &big).qos(QoS::AtLeastOnce),
+        )
+        .unwrap();
+    let err = rig.s.publish(
+        rig.now,
+        &OutgoingMessage::new("t", &big).qos(QoS::AtLeastOnce),
+    );
+    assert_eq!(err, Err(PublishError::StoreBytesFull));
+    let huge = [0u8; 2000];
+    let err = rig.s.publish(rig.now, &OutgoingMessage::new("t", &huge));
+    assert!(matches!(err, Err(PublishError::TooLarge { .. })));
+    let err = rig.s.publish(rig.now, &OutgoingMessage::new("a/+", b""));
+    assert!(matches!(err, Err(PublishError::Invalid(_))));
+}
+
+#[test]
+fn test_qos2_flow_and_pubrel_resent_after_reconnect() {
+    let mut rig = Rig::default();
+    rig.up(true);
+    let pid = rig.publish("q2", QoS::ExactlyOnce);
+    let sent = rig.sent();
+    let [Wire::Publish { id, qos: 2, .. }] = sent.as_slice() else {
+        panic!("{sent:?}")
+    };
+    let id = *id;
+    rig.recv(Packet::PubRec(PubRec::new(self::id(id))));
+    assert_eq!(rig.sent(), vec![Wire::PubRel(id)]);
+    rig.s.closed(rig.now);
+    rig.reconnect(true);
+    assert_eq!(
+        rig.sent(),
+        vec![Wire::PubRel(id)],
+        "PUBREL again, not the PUBLISH"
+    );
+    rig.recv(Packet::PubComp(PubComp::new(self::id(id))));
+    assert!(rig.events().contains(&Event::Published(pid)));
+    assert_eq!(rig.s.stored_messages(), 0);
+}
+
+#[test]
+fn test_discard_only_when_not_on_the_wire() {
+    let mut rig = Rig::default();
+    let queued = rig.publish("t", QoS::AtLeastOnce);
+    assert!(rig.s.discard(queued));
+    assert_eq!(rig.s.stored_messages(), 0);
+    rig.up(false);
+    let on_wire = rig.publish("t", QoS::AtLeastOnce);
+    rig.sent();
+    assert!(!rig.s.discard(on_wire));
+    assert!(!rig.s.discard(PublishId(999)));
+}
+
+// ----- rule 7: ack timeout -----
+
+#[test]
+fn test_ack_timeout_closes_and_resends_only_after_reconnect() {
+    let mut rig = Rig::default();
+    rig.up(false);
+    rig.publish("t", QoS::AtLeastOnce);
+    assert_eq!(rig.sent().len(), 1);
+    // Keep the link alive with a ping so only the acknowledgement is overdue.
+    rig.run_until(20_000);
+    assert_eq!(
+        rig.sent(),
+        vec![Wire::PingReq],
+        "no resend on the same connection"
+    );
+    rig.recv(Packet::PingResp);
+    rig.run_until(29_999);
+    assert_eq!(rig.commands(), vec![]);
+    rig.run_until(30_000);
+    assert_eq!(rig.commands(), vec![Command::Close]);
+    assert!(rig.events().contains(&Event::Down {
+        reason: CloseReason::AckTimeout,
+        was_up: true
+    }));
+    rig.reconnect(false);
+    assert!(matches!(
+        rig.sent().as_slice(),
+        [Wire::Publish { dup: true, .. }]
+    ));
+}
+
+// ----- rule 8: inbound -----
+
+#[test]
+fn test_inbound_qos1_acknowledged_only_after_the_application_took_it() {
+    let mut rig = Rig::default();
+    rig.up(false);
+    let publish = Publish {
+        dup: false,
+        qos: PublishQos::AtLeastOnce(id(7)),
+        retain: false,
+        topic: "in",
+        payload: b"m",
+    };
+    let msg = rig
+        .s
+        .handle_packet(rig.now, Packet::Publish(publish))
+        .unwrap();
+    assert_eq!(msg.topic, "in");
+    assert_eq!(
+        rig.sent(),
+        vec![],
+        "no PUBACK before the application is done"
+    );
+    rig.s.acknowledge(rig.now, msg.ack.unwrap());
+    assert_eq!(rig.sent(), vec![Wire::PubAck(7)]);
+}
+
+#[test]
+fn test_ack_from_an_earlier_connection_is_dropped() {
+    let mut rig = Rig::default();
+    rig.up(false);
+    let publish = Publish {
+        dup: false,
+        qos: PublishQos::AtLeastOnce(id(7)),
+        retain: false,
+        topic: "in",
+        payload: b"m",
+    };
+    let ack = rig
+        .s
+        .handle_packet(rig.now, Packet::Publish(publish))
+        .unwrap()
+        .ack
+        .unwrap();
+    rig.s.closed(rig.now);
+    rig.reconnect(false);
+    rig.s.acknowledge(rig.now, ack);
+    assert_eq!(rig.sent(), vec![]);
+}
+
+#[test]
+fn test_inbound_qos2_delivered_exactly_once() {
+    let mut rig = Rig::default();
+    rig.up(true);
+    let publish = Publish {
+        dup: false,
+        qos: PublishQos::ExactlyOnce(id(9)),
+        retain: false,
+        topic: "in",
+        payload: b"m",
+    };
+    let msg = rig
+        .s
+        .handle_packet(rig.now, Packet::Publish(publish))
+        .unwrap();
+    rig.s.acknowledge(rig.now, msg.ack.unwrap());
+    assert_eq!(rig.sent(), vec![Wire::PubRec(9)]);
+    // The broker did not see the PUBREC and delivers again after a reconnect.
+    rig.s.closed(rig.now);
+    rig.reconnect(true);
+    let again = Publish {
+        dup: true,
+        ..publish
+    };
+    assert!(
+        rig.s
+            .handle_packet(rig.now, Packet::Publish(again))
+            .is_none(),
+        "not delivered twice"
+    );
+    assert_eq!(rig.sent(), vec![Wire::PubRec(9)]);
+    rig.recv(Packet::PubRel(PubRel::new(id(9))));
+    assert_eq!(rig.sent(), vec![Wire::PubComp(9)]);
+    // The exchange is over: the identifier may carry a new message now.
+    assert!(
+        rig.s
+            .handle_packet(rig.now, Packet::Publish(publish))
+            .is_some()
+    );
+}
+
+// ----- rule 9: subscriptions -----
+
+#[test]
+fn test_subscriptions_sent_when_up_and_renewed_after_clean_reconnect() {
+    let mut rig = Rig::default();
+    let subs = [
+        Subscription {
+            filter: "a/#",
+            qos: QoS::AtLeastOnce,
+        },
+        Subscription {
+            filter: "b/+",
+            qos: QoS::AtMostOnce,
+        },
+    ];
+    let request = rig.s.subscribe(rig.now, &subs).unwrap();
+    rig.up(false);
+    let sent = rig.sent();
+    let [Wire::Subscribe { id, filters }] = sent.as_slice() else {
+        panic!("{sent:?}")
+    };
+    assert_eq!(
+        filters,
+        &vec![("a/#".to_string(), 1), ("b/+".to_string(), 0)]
+    );
+    let codes = [SubAckReturnCode::GrantedQos1, SubAckReturnCode::Failure];
+    rig.recv(Packet::SubAck(SubAck {
+        packet_id: self::id(*id),
+        codes: (&codes).into(),
+    }));
+    let events = rig.events();
+    assert!(events.contains(&Event::Subscribed {
+        request,
+        index: 0,
+        code: SubAckReturnCode::GrantedQos1
+    }));
+    assert!(events.contains(&Event::Subscribed {
+        request,
+        index: 1,
+        code: SubAckReturnCode::Failure
+    }));
+    assert_eq!(rig.s.subscriptions(), 1, "the refused filter is forgotten");
+
+    // Broker kept the session: nothing to renew.
+    rig.s.closed(rig.now);
+    rig.reconnect(true);
+    assert_eq!(rig.sent(), vec![]);
+    // Broker lost it: renewed.
+    rig.s.closed(rig.now);
+    rig.reconnect(false);
+    let sent = rig.sent();
+    assert!(
+        matches!(sent.as_slice(), [Wire::Subscribe { filters, .. }] if filters == &vec![("a/#".to_string(), 1)]),
+        "{sent:?}"
+    );
+}
+
+#[test]
+fn test_unsubscribe_forgets() {
+    let mut rig = Rig::default();
+    rig.up(false);
+    rig.s
+        .subscribe(
+            rig.now,
+            &[Subscription {
+                filter: "a",
+                qos: QoS::AtMostOnce,
+            }],
+        )
+        .unwrap();
+    let sent = rig.sent();
+    let [Wire::Subscribe { id, .. }] = sent.as_slice() else {
+        panic!()
+    };
+    rig.recv(Packet::SubAck(SubAck {
+        packet_id: self::id(*id),
+        codes: (&[SubAckReturnCode::GrantedQos0]).into(),
+    }));
+    let request = rig.s.unsubscribe(rig.now, &["a"]).unwrap();
+    let sent = rig.sent();
+    let [Wire::Unsubscribe { id, filters }] = sent.as_slice() else {
+        panic!("{sent:?}")
+    };
+    assert_eq!(filters, &vec!["a".to_string()]);
+    rig.recv(Packet::UnsubAck(UnsubAck::new(self::id(*id))));
+    assert!(rig.events().contains(&Event::Unsubscribed(request)));
+    assert_eq!(rig.s.subscriptions(), 0);
+    rig.s.closed(rig.now);
+    rig.reconnect(false);
+    assert_eq!(rig.sent(), vec![]);
+}
+
+// ----- rule 10: packet identifiers -----
+
+#[test]
+fn test_packet_ids_never_zero_never_reused_while_open() {
+    let mut rig = Rig::default();
+    rig.up(false);
+    rig.s.next_packet_id = u16::MAX - 2;
+    let mut open = Vec::new();
+    for _ in 0..6 {
+        rig.publish("t", QoS::AtLeastOnce);
+    }
+    for w in rig.sent() {
+        let Wire::Publish { id, .. } = w else {
+            panic!()
+        };
+        assert_ne!(id, 0);
+        assert!(!open.contains(&id));
+        open.push(id);
+    }
+    // Wrapped past 65535 to 1 and skipped nothing still open.
+    assert!(open.contains(&1) && open.contains(&u16::MAX));
+    rig.recv(Packet::PubAck(PubAck::new(id(open[0]))));
+    rig.s.next_packet_id = open[1];
+    rig.publish("t", QoS::AtLeastOnce);
+    let sent = rig.sent();
+    let [Wire::Publish { id, .. }] = sent.as_slice() else {
+        panic!("{sent:?}")
+    };
+    assert!(!open[1..].contains(id));
+}
+
+// ----- rule 11: protocol errors -----
+
+#[test]
+fn test_protocol_errors_close_and_reconnect() {
+    let cases: Vec<(Packet<'static>, ProtocolError)> = vec![
+        (
+            Packet::PubAck(PubAck::new(id(42))),
+            ProtocolError::UnknownPacketId(PacketType::PubAck, id(42)),
+        ),
+        (
+            Packet::PingReq,
+            ProtocolError::Unexpected(PacketType::PingReq),
+        ),
+        (
+            Packet::ConnAck(ConnAck {
+                session_present: false,
+                code: ConnectReturnCode::Accepted,
+            }),
+            ProtocolError::Unexpected(PacketType::ConnAck),
+        ),
+        (
+            Packet::PingResp,
+            ProtocolError::Unexpected(PacketType::PingResp),
+        ),
+        (
+            Packet::UnsubAck(UnsubAck::new(id(3))),
+            ProtocolError::UnknownPacketId(PacketType::UnsubAck, id(3)),
+        ),
+    ];
+    for (packet, error) in cases {
+        let mut rig = Rig::default();
+        rig.up(false);
+        rig.recv(packet);
+        assert_eq!(rig.commands(), vec![Command::Close]);
+        assert!(rig.events().contains(&Event::Down {
+            reason: CloseReason::Protocol(error),
+            was_up: true
+        }));
+        assert_eq!(rig.s.state(), State::Waiting);
+    }
+    let mut rig = Rig::default();
+    rig.up(false);
+    rig.s
+        .handle_decode_error(rig.now, crate::packet::Error::MalformedRemainingLength);
+    assert_eq!(rig.commands(), vec![Command::Close]);
+    let mut rig = Rig::default();
+    rig.s.handle_timeout(rig.now);
+    rig.s.connected(rig.now);
+    rig.sent();
+    rig.recv(Packet::PingResp);
+    assert!(rig.events().contains(&Event::Down {
+        reason: CloseReason::Protocol(ProtocolError::Unexpected(PacketType::PingResp)),
+        was_up: false
+    }));
+}
+
+// ----- rule 12: graceful disconnect -----
+
+#[test]
+fn test_disconnect_sends_disconnect_then_closes() {
+    let mut rig = Rig::default();
+    rig.up(false);
+    rig.s.disconnect(rig.now);
+    assert_eq!(rig.sent(), vec![Wire::Disconnect]);
+    assert_eq!(rig.commands(), vec![Command::Close]);
+    assert!(rig.events().contains(&Event::Disconnected));
+    assert_eq!(rig.s.state(), State::Stopped);
+    assert_eq!(rig.s.poll_timeout(), None);
+    assert_eq!(
+        rig.s.publish(rig.now, &OutgoingMessage::new("t", b"")),
+        Err(PublishError::Stopped)
+    );
+}
