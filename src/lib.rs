@@ -10,8 +10,10 @@
 //!   [`packet::Error`] variant. Never panics, never allocates.
 //! - [`session`]: the sans-IO protocol state machine: keepalive, reconnect backoff, the
 //!   outbound store, QoS 1/2 exchanges, subscriptions. Time and randomness are passed in.
-//! - `client` (planned): the async driver over a transport.
-//! - `transport` (planned): "give me a connected byte stream" for embassy-net or tokio.
+//! - [`client`]: the async driver: runs the session over a transport, sleeping until the
+//!   session's next deadline or until the network has something.
+//! - [`transport`]: "give me a connected byte stream", with adapters for embassy-net (devices)
+//!   and tokio (hosts).
 //!
 //! Most users will only touch the client layer; the codec is public for tools, tests, fuzzers and
 //! simulated brokers.
@@ -30,6 +32,9 @@
 //! | `std` | lifts `#![no_std]` (host builds) |
 //! | `defmt` | log through `defmt`; `defmt::Format` on public types |
 //! | `log` | log through the `log` facade |
+//! | `embassy-time` | [`client::EmbassyClock`] |
+//! | `embassy-net` | [`transport::embassy_net`]: TCP over embassy-net with DNS |
+//! | `tokio` | [`transport::tokio`] and [`client::TokioClock`] (implies `std`) |
 //!
 //! All features are off by default; `defmt` and `log` exclude each other.
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
@@ -50,6 +55,8 @@
 #[macro_use]
 mod fmt;
 
+pub mod client;
 pub mod packet;
 pub mod session;
 pub mod time;
+pub mod transport;

@@ -1,0 +1,384 @@
+//! The async client: a thin driver that runs the [`Session`] over a [`Transport`].
+//!
+//! It reads the clock, feeds received packets to the session, writes what the session wants
+//! written, executes its open/close commands, and sleeps until the session's next deadline or
+//! until the network has something. Every decision is the session's.
+//!
+//! One task drives it: call [`Client::poll`] in a loop and handle the events. To publish from
+//! the same task while waiting, `select` between `poll` and your own future: `poll` is
+//! cancel-safe, so dropping it at any await loses nothing.
+
+mod clock;
+
+use embassy_futures::select::{Either, select};
+use rand_core::RngCore;
+
+pub use clock::Clock;
+#[cfg(feature = "embassy-time")]
+pub use clock::EmbassyClock;
+#[cfg(feature = "tokio")]
+pub use clock::TokioClock;
+
+use crate::packet::{self, Decoded, Packet, Subscription};
+use crate::session::{
+    Command, Config, ConfigError, Event, InboundAck, IncomingMessage, OutgoingMessage,
+    PublishError, PublishId, RequestId, Session, State, SubscribeError,
+};
+use crate::time::Instant;
+use crate::transport::Transport;
+
+/// The memory a client works in, all the caller's.
+pub struct Buffers<'b> {
+    /// Received bytes; also the largest packet the client accepts.
+    pub rx: &'b mut [u8],
+    /// Bytes to send; also the largest packet the client produces.
+    pub tx: &'b mut [u8],
+    /// Topics and payloads of stored (unacknowledged) messages.
+    pub outbox: &'b mut [u8],
+    /// Subscription filters, kept for renewal after reconnects.
+    pub filters: &'b mut [u8],
+}
+
+/// What [`Client::poll`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ClientEvent<'a> {
+    /// A lifecycle, delivery or subscription event of the session.
+    Session(Event),
+    /// A message from the broker, borrowing from the receive buffer. For QoS 1 and 2 the
+    /// acknowledgement goes out when `poll` is next called: after the application dealt with it.
+    Message(IncomingMessage<'a>),
+}
+
+/// Why [`Client::poll`] returned without an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ClientError {
+    /// The session stopped (after DISCONNECT, or after `max_attempts` failures) and has
+    /// nothing more to report; [`Client::restart`] starts it again.
+    Stopped,
+}
+
+impl core::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("session stopped")
+    }
+}
+
+impl core::error::Error for ClientError {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    Closed,
+    Opening,
+    Open,
+}
+
+/// An MQTT client over transport `T`, clock `K` and random generator `R`. The capacities are
+/// the session's (see [`Session`]).
+pub struct Client<'b, T, K, R, const OUT: usize = 16, const SUBS: usize = 8, const IN2: usize = 8> {
+    session: Session<'b, R, OUT, SUBS, IN2>,
+    transport: T,
+    clock: K,
+    link: Link,
+    rx: &'b mut [u8],
+    rx_len: usize,
+    /// Bytes of `rx` holding the message last returned by `poll`, released at the next call.
+    rx_delivered: usize,
+    tx: &'b mut [u8],
+    tx_start: usize,
+    tx_end: usize,
+    /// The acknowledgement owed for the message last returned by `poll`.
+    owed_ack: Option<InboundAck>,
+}
+
+impl<'b, T, K, R, const OUT: usize, const SUBS: usize, const IN2: usize>
+    Client<'b, T, K, R, OUT, SUBS, IN2>
+where
+    T: Transport,
+    K: Clock,
+    R: RngCore,
+{
+    /// A client that connects on its first [`poll`](Self::poll). The session's
+    /// `max_packet_size` is capped at the transmit buffer's size.
+    pub fn new(
+        mut config: Config<'b>,
+        buffers: Buffers<'b>,
+        transport: T,
+        clock: K,
+        rng: R,
+    ) -> Result<Self, ConfigError> {
+        config.max_packet_size = config.max_packet_size.min(buffers.tx.len());
+        let session = Session::new(config, buffers.outbox, buffers.filters, rng)?;
+        Ok(Self {
+            session,
+            transport,
+            clock,
+            link: Link::Closed,
+            rx: buffers.rx,
+            rx_len: 0,
+            rx_delivered: 0,
+            tx: buffers.tx,
+            tx_start: 0,
+            tx_end: 0,
+            owed_ack: None,
+        })
+    }
+
+    /// The session, for its state and counters.
+    pub fn session(&self) -> &Session<'b, R, OUT, SUBS, IN2> {
+        &self.session
+    }
+
+    /// The transport.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Accepts a message (see [`Session::publish`]); it goes out during `poll`.
+    pub fn publish(&mut self, message: &OutgoingMessage<'_>) -> Result<PublishId, PublishError> {
+        self.session.publish(self.clock.now(), message)
+    }
+
+    /// Subscribes (see [`Session::subscribe`]).
+    pub fn subscribe(&mut self, filters: &[Subscription<'_>]) -> Result<RequestId, SubscribeError> {
+        self.session.subscribe(self.clock.now(), filters)
+    }
+
+    /// Unsubscribes (see [`Session::unsubscribe`]).
+    pub fn unsubscribe(&mut self, filters: &[&str]) -> Result<RequestId, SubscribeError> {
+        self.session.unsubscribe(self.clock.now(), filters)
+    }
+
+    /// Drops a stored message that is not on the wire (see [`Session::discard`]).
+    pub fn discard(&mut self, id: PublishId) -> bool {
+        self.session.discard(id)
+    }
+
+    /// Starts a graceful disconnect; `poll` completes it and reports
+    /// [`Event::Disconnected`].
+    pub fn disconnect(&mut self) {
+        self.session.disconnect(self.clock.now());
+    }
+
+    /// Starts a stopped client again.
+    pub fn restart(&mut self) {
+        self.session.restart(self.clock.now());
+    }
+
+    /// Drives the client until there is something to report: connects, reconnects with
+    /// backoff, keeps the connection alive, sends, receives.
+    ///
+    /// Cancel-safe: dropping the future at any point loses no message and no state; the next
+    /// call carries on. Calling it again also releases the previous [`ClientEvent::Message`]
+    /// and sends its acknowledgement.
+    pub async fn poll(&mut self) -> Result<ClientEvent<'_>, ClientError> {
+        self.release_delivered();
+        let delivered = loop {
+            let now = self.clock.now();
+            self.session.handle_timeout(now);
+            self.run_commands().await;
+            if let Some(event) = self.session.poll_event() {
+                return Ok(ClientEvent::Session(event));
+            }
+            if self.link == Link::Open {
+                match self.receive_buffered(now) {
+                    Received::Message(len) => break len,
+                    Received::Handled => continue,
+                    Received::Nothing => {}
+                }
+                self.fill_tx(now);
+            }
+            if self.link == Link::Closed && self.session.state() == State::Stopped {
+                return Err(ClientError::Stopped);
+            }
+            self.wait().await;
+        };
+        self.rx_delivered = delivered;
+        let message = match packet::decode(self.rx.get(..delivered).unwrap_or(&[]), delivered) {
+            Ok(Decoded::Complete {
+                packet: Packet::Publish(p),
+                ..
+            }) => IncomingMessage {
+                topic: p.topic,
+                payload: p.payload,
+                qos: p.qos.qos(),
+                retain: p.retain,
+                dup: p.dup,
+                ack: self.owed_ack,
+            },
+            // The same bytes decoded as this PUBLISH a moment ago.
+            _ => return Err(ClientError::Stopped),
+        };
+        Ok(ClientEvent::Message(message))
+    }
+
+    /// The application is done with the last message: acknowledge it and free its bytes.
+    fn release_delivered(&mut self) {
+        if let Some(ack) = self.owed_ack.take() {
+            self.session.acknowledge(self.clock.now(), ack);
+        }
+        if self.rx_delivered > 0 {
+            self.consume_rx(self.rx_delivered);
+            self.rx_delivered = 0;
+        }
+    }
+
+    fn consume_rx(&mut self, n: usize) {
+        let n = n.min(self.rx_len);
+        self.rx.copy_within(n..self.rx_len, 0);
+        self.rx_len -= n;
+    }
+
+    /// Hands one buffered packet to the session.
+    fn receive_buffered(&mut self, now: Instant) -> Received {
+        let max = self.rx.len();
+        let input = self.rx.get(..self.rx_len).unwrap_or(&[]);
+        match packet::decode(input, max) {
+            Ok(Decoded::Complete { packet, len }) => {
+                match self.session.handle_packet(now, packet) {
+                    Some(message) => {
+                        self.owed_ack = message.ack;
+                        Received::Message(len)
+                    }
+                    None => {
+                        self.consume_rx(len);
+                        Received::Handled
+                    }
+                }
+            }
+            Ok(Decoded::Incomplete(_)) => Received::Nothing,
+            Err(error) => {
+                warn!("undecodable input: {:?}", error);
+                self.session.handle_decode_error(now, error);
+                self.rx_len = 0;
+                Received::Handled
+            }
+        }
+    }
+
+    fn fill_tx(&mut self, now: Instant) {
+        if self.tx_start == self.tx_end {
+            self.tx_start = 0;
+            self.tx_end = self.session.poll_transmit(now, self.tx);
+        }
+    }
+
+    async fn run_commands(&mut self) {
+        while let Some(command) = self.session.poll_command() {
+            match command {
+                Command::Open => {
+                    self.link = Link::Opening;
+                }
+                Command::Close => {
+                    let graceful = self.session.state() == State::Stopped;
+                    let deadline = self.clock.now() + self.session.config().ping_timeout;
+                    if graceful && self.link == Link::Open {
+                        // DISCONNECT is in the transmit buffer: let it out first.
+                        self.flush_tx(deadline).await;
+                    }
+                    self.link = Link::Closed;
+                    self.rx_len = 0;
+                    self.rx_delivered = 0;
+                    self.tx_start = 0;
+                    self.tx_end = 0;
+                    let _ = select(self.transport.close(), self.clock.sleep_until(deadline)).await;
+                }
+            }
+        }
+    }
+
+    async fn flush_tx(&mut self, deadline: Instant) {
+        while self.tx_start < self.tx_end {
+            let pending = self.tx.get(self.tx_start..self.tx_end).unwrap_or(&[]);
+            match select(
+                self.transport.write(pending),
+                self.clock.sleep_until(deadline),
+            )
+            .await
+            {
+                Either::First(Ok(n)) if n > 0 => self.tx_start += n,
+                _ => return,
+            }
+        }
+        let _ = select(self.transport.flush(), self.clock.sleep_until(deadline)).await;
+    }
+
+    /// Waits for the first of: the next deadline, the connect finishing, the write going out,
+    /// bytes arriving.
+    async fn wait(&mut self) {
+        let deadline = self.session.poll_timeout();
+        let sleep = async {
+            match deadline {
+                Some(at) => self.clock.sleep_until(at).await,
+                None => core::future::pending().await,
+            }
+        };
+        match self.link {
+            Link::Opening => match select(self.transport.connect(), sleep).await {
+                Either::First(result) => {
+                    let now = self.clock.now();
+                    match result {
+                        Ok(()) => {
+                            self.link = Link::Open;
+                            self.session.connected(now);
+                        }
+                        Err(e) => {
+                            warn!("connect failed: {:?}", embedded_io_async::Error::kind(&e));
+                            self.link = Link::Closed;
+                            self.session.connect_failed(now);
+                        }
+                    }
+                }
+                Either::Second(()) => {}
+            },
+            Link::Open if self.tx_start < self.tx_end => {
+                let pending = self.tx.get(self.tx_start..self.tx_end).unwrap_or(&[]);
+                match select(self.transport.write(pending), sleep).await {
+                    Either::First(Ok(n)) if n > 0 => self.tx_start += n,
+                    Either::First(result) => {
+                        if let Err(e) = result {
+                            warn!("write failed: {:?}", embedded_io_async::Error::kind(&e));
+                        }
+                        self.connection_lost().await;
+                    }
+                    Either::Second(()) => {}
+                }
+            }
+            Link::Open => {
+                let free = self.rx.get_mut(self.rx_len..).unwrap_or(&mut []);
+                match select(self.transport.read(free), sleep).await {
+                    Either::First(Ok(n)) if n > 0 => self.rx_len += n,
+                    Either::First(result) => {
+                        if let Err(e) = result {
+                            warn!("read failed: {:?}", embedded_io_async::Error::kind(&e));
+                        }
+                        self.connection_lost().await;
+                    }
+                    Either::Second(()) => {}
+                }
+            }
+            Link::Closed => sleep.await,
+        }
+    }
+
+    async fn connection_lost(&mut self) {
+        let now = self.clock.now();
+        self.link = Link::Closed;
+        self.rx_len = 0;
+        self.tx_start = 0;
+        self.tx_end = 0;
+        self.session.closed(now);
+        let deadline = now + self.session.config().ping_timeout;
+        let _ = select(self.transport.close(), self.clock.sleep_until(deadline)).await;
+    }
+}
+
+enum Received {
+    /// A message for the application, `len` bytes at the start of `rx`.
+    Message(usize),
+    /// A packet the session dealt with itself.
+    Handled,
+    /// No whole packet buffered.
+    Nothing,
+}
