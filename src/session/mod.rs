@@ -634,8 +634,10 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
     }
 
     /// The application has dealt with an incoming QoS 1/2 message: now the broker may hear
-    /// it. An acknowledgement for a connection that has since ended is dropped (the broker
-    /// delivers again).
+    /// it. An acknowledgement for a connection that has since ended is dropped: the broker
+    /// sends the message again, and a QoS 1 message is delivered again, while a QoS 2 message
+    /// (whose identifier the session recorded when it handed the message out) is only
+    /// acknowledged, never delivered twice.
     pub fn acknowledge(&mut self, now: Instant, ack: InboundAck) {
         if ack.connection != self.connection || !self.link.is_accepted() {
             return;
@@ -824,6 +826,12 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
                     self.push_control(Control::PubRec(id))?;
                     return Ok(None);
                 }
+                // The identifier is recorded before the message is handed out: with the table
+                // full, refuse it undelivered (the broker sends it again after the reconnect)
+                // rather than deliver it and then fail, which would deliver it twice.
+                self.inbound_qos2
+                    .push(id)
+                    .map_err(|_| CloseReason::InboundBacklog)?;
                 Some(InboundAck {
                     packet_id: id,
                     qos: QoS::ExactlyOnce,
