@@ -72,6 +72,13 @@ enum Link {
     Closed,
     Opening,
     Open,
+    /// The connection is being closed: first the rest of the transmit buffer (DISCONNECT) if
+    /// `flush`, then the transport, both until `deadline`. Kept as state so that a `poll`
+    /// dropped halfway finishes the close on its next call instead of forgetting it.
+    Closing {
+        flush: bool,
+        deadline: Instant,
+    },
 }
 
 /// An MQTT client over transport `T`, clock `K` and random generator `R`. The capacities are
@@ -265,27 +272,47 @@ where
     }
 
     async fn run_commands(&mut self) {
-        while let Some(command) = self.session.poll_command() {
-            match command {
-                Command::Open => {
-                    self.link = Link::Opening;
-                }
-                Command::Close => {
+        loop {
+            if let Link::Closing { flush, deadline } = self.link {
+                self.finish_close(flush, deadline).await;
+            }
+            match self.session.poll_command() {
+                Some(Command::Open) => self.link = Link::Opening,
+                Some(Command::Close) => {
+                    // DISCONNECT is in the transmit buffer: let it out first.
                     let graceful = self.session.state() == State::Stopped;
-                    let deadline = self.clock.now() + self.session.config().ping_timeout;
-                    if graceful && self.link == Link::Open {
-                        // DISCONNECT is in the transmit buffer: let it out first.
-                        self.flush_tx(deadline).await;
-                    }
-                    self.link = Link::Closed;
-                    self.rx_len = 0;
-                    self.rx_delivered = 0;
-                    self.tx_start = 0;
-                    self.tx_end = 0;
-                    let _ = select(self.transport.close(), self.clock.sleep_until(deadline)).await;
+                    self.begin_close(graceful && self.link == Link::Open);
                 }
+                None => return,
             }
         }
+    }
+
+    /// Starts closing the connection; [`finish_close`](Self::finish_close) completes it.
+    fn begin_close(&mut self, flush: bool) {
+        let deadline = self.clock.now() + self.session.config().ping_timeout;
+        self.link = Link::Closing { flush, deadline };
+        self.rx_len = 0;
+        self.rx_delivered = 0;
+        if !flush {
+            self.tx_start = 0;
+            self.tx_end = 0;
+        }
+    }
+
+    /// Cancel-safe: every step leaves `link` saying what is left to do.
+    async fn finish_close(&mut self, flush: bool, deadline: Instant) {
+        if flush {
+            self.flush_tx(deadline).await;
+            self.link = Link::Closing {
+                flush: false,
+                deadline,
+            };
+        }
+        self.tx_start = 0;
+        self.tx_end = 0;
+        let _ = select(self.transport.close(), self.clock.sleep_until(deadline)).await;
+        self.link = Link::Closed;
     }
 
     async fn flush_tx(&mut self, deadline: Instant) {
@@ -340,7 +367,7 @@ where
                         if let Err(e) = result {
                             warn!("write failed: {:?}", embedded_io_async::Error::kind(&e));
                         }
-                        self.connection_lost().await;
+                        self.connection_lost();
                     }
                     Either::Second(()) => {}
                 }
@@ -353,24 +380,20 @@ where
                         if let Err(e) = result {
                             warn!("read failed: {:?}", embedded_io_async::Error::kind(&e));
                         }
-                        self.connection_lost().await;
+                        self.connection_lost();
                     }
                     Either::Second(()) => {}
                 }
             }
-            Link::Closed => sleep.await,
+            // `run_commands` finished any close before `wait` was called.
+            Link::Closed | Link::Closing { .. } => sleep.await,
         }
     }
 
-    async fn connection_lost(&mut self) {
-        let now = self.clock.now();
-        self.link = Link::Closed;
-        self.rx_len = 0;
-        self.tx_start = 0;
-        self.tx_end = 0;
-        self.session.closed(now);
-        let deadline = now + self.session.config().ping_timeout;
-        let _ = select(self.transport.close(), self.clock.sleep_until(deadline)).await;
+    /// The transport reported the connection broken; the next `run_commands` closes it.
+    fn connection_lost(&mut self) {
+        self.session.closed(self.clock.now());
+        self.begin_close(false);
     }
 }
 

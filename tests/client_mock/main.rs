@@ -18,7 +18,7 @@ use shearwater::packet::{
 use shearwater::session::{CloseReason, Event, OutgoingMessage, ProtocolError, PublishId};
 use shearwater::time::{Duration, Instant};
 
-use clock::{Limit, VirtualClock, drive};
+use clock::{Limit, Outcome, VirtualClock, drive};
 use harness::{Ev, Harness, Msg, Sizes, Step, config, qos1};
 use transport::{ConnectStep, Pkt, Rx};
 
@@ -710,6 +710,196 @@ fn publish_from_the_same_task_while_poll_is_pending() {
     assert_eq!(at, expected);
 }
 
+/// The outcome of one run of [`cancellation_scenario`].
+struct Cancelled {
+    /// Polls dropped before they completed.
+    drops: usize,
+}
+
+/// A whole session: connect, subscribe, messages both ways, graceful disconnect, with every
+/// `poll` future dropped after `k` pending polls (and the application publishing in between).
+/// Reads come one byte at a time, writes take `write_chunk` bytes, and every other I/O call is
+/// an extra await point.
+fn cancellation_scenario(k: usize, write_chunk: usize) -> Cancelled {
+    let mut h = Harness::new();
+    {
+        let mut net = h.net();
+        net.read_chunk = 1;
+        net.write_chunk = write_chunk;
+        net.yield_every_other = true;
+    }
+    h.client
+        .subscribe(&[Subscription {
+            filter: "in/#",
+            qos: QoS::ExactlyOnce,
+        }])
+        .expect("subscribe");
+    let inbound: Vec<(String, Vec<u8>, PublishQos)> = (1..=6u16)
+        .map(|i| {
+            let qos = match i % 3 {
+                0 => PublishQos::AtMostOnce,
+                1 => PublishQos::AtLeastOnce(id(100 + i)),
+                _ => PublishQos::ExactlyOnce(id(100 + i)),
+            };
+            (format!("in/{i}"), vec![i as u8; usize::from(i) * 7], qos)
+        })
+        .collect();
+    let outbound: Vec<Vec<u8>> = (0..6u8).map(|i| vec![b'o', i]).collect();
+
+    let mut published: Vec<PublishId> = Vec::new();
+    let mut acked: Vec<PublishId> = Vec::new();
+    let mut delivered: Vec<Msg> = Vec::new();
+    let mut drops = 0;
+    let mut injected = false;
+    let mut disconnecting = false;
+    let limit = 600_000;
+    for round in 1.. {
+        assert!(
+            h.now() < limit,
+            "k {k}, write chunk {write_chunk}: not finished by {limit} ms: delivered {}, acked {}, wire {:#?}",
+            delivered.len(),
+            acked.len(),
+            h.sent()
+        );
+        // As if selected against the application's one-second timer.
+        let outcome = h.poll_once(h.now() + 1_000, Some(k));
+        // The application does its own work while `poll` is not running.
+        if round % 3 == 0 && published.len() < outbound.len() {
+            let payload = outbound[published.len()].clone();
+            published.push(h.publish(&qos1("out/x", &payload)));
+        }
+        match outcome {
+            Outcome::Cancelled => drops += 1,
+            Outcome::Ready(Ok(Ev::Session(Event::Up { .. }))) => {
+                assert!(!injected, "k {k}, write chunk {write_chunk}: up twice");
+                injected = true;
+                let mut bytes = Vec::new();
+                for (topic, payload, qos) in &inbound {
+                    bytes.extend(transport::encode(&publish_packet(topic, payload, *qos)));
+                }
+                h.push_rx(Rx::Data(bytes));
+            }
+            Outcome::Ready(Ok(Ev::Message(m))) => delivered.push(m),
+            Outcome::Ready(Ok(Ev::Session(Event::Published(id)))) => acked.push(id),
+            Outcome::Ready(Ok(Ev::Session(Event::Disconnected))) => {}
+            Outcome::Ready(Ok(Ev::Session(e))) => {
+                assert!(
+                    matches!(
+                        e,
+                        Event::TransportConnected
+                            | Event::ConnAckReceived { .. }
+                            | Event::Subscribed { .. }
+                    ),
+                    "k {k}, write chunk {write_chunk}: unexpected {e:?}"
+                );
+            }
+            Outcome::Ready(Err(ClientError::Stopped)) => break,
+            Outcome::TimeUp => {}
+            Outcome::Stuck => panic!(
+                "k {k}, write chunk {write_chunk}: stuck at {} ms; history {:?}; wire {:?}; state {:?}",
+                h.now(),
+                h.history,
+                h.packets(),
+                h.client.session().state()
+            ),
+        }
+        let broker_done = {
+            let packets = h.packets();
+            let count = |p: &Pkt| packets.iter().filter(|q| *q == p).count();
+            inbound.iter().all(|(_, _, qos)| match qos {
+                PublishQos::AtMostOnce => true,
+                PublishQos::AtLeastOnce(i) => count(&Pkt::PubAck(i.get())) == 1,
+                PublishQos::ExactlyOnce(i) => count(&Pkt::PubComp(i.get())) == 1,
+            })
+        };
+        if !disconnecting
+            && broker_done
+            && delivered.len() == inbound.len()
+            && acked.len() == outbound.len()
+        {
+            disconnecting = true;
+            h.client.disconnect();
+        }
+    }
+
+    // Every inbound message exactly once, in order.
+    let expected: Vec<Msg> = inbound
+        .iter()
+        .map(|(t, p, q)| message(t, p, q.qos()))
+        .collect();
+    assert_eq!(delivered, expected, "k {k}, write chunk {write_chunk}");
+    // Every outbound message exactly once on the wire, on the one connection, without DUP.
+    assert_eq!(acked, published, "k {k}, write chunk {write_chunk}");
+    let sent = publishes(&h);
+    let payloads: Vec<Vec<u8>> = sent.iter().map(|p| p.3.clone()).collect();
+    assert_eq!(payloads, outbound, "k {k}, write chunk {write_chunk}");
+    assert!(
+        sent.iter().all(|p| p.0 == 1 && !p.1),
+        "k {k}, write chunk {write_chunk}: {sent:?}"
+    );
+    // One acknowledgement per inbound exchange, one SUBSCRIBE, DISCONNECT last.
+    let packets = h.packets();
+    for (_, _, qos) in &inbound {
+        let wanted: &[Pkt] = match qos {
+            PublishQos::AtMostOnce => &[],
+            PublishQos::AtLeastOnce(i) => &[Pkt::PubAck(i.get())],
+            PublishQos::ExactlyOnce(i) => &[Pkt::PubRec(i.get()), Pkt::PubComp(i.get())],
+        };
+        for p in wanted {
+            assert_eq!(
+                packets.iter().filter(|q| *q == p).count(),
+                1,
+                "k {k}, write chunk {write_chunk}: {p:?}"
+            );
+        }
+    }
+    let subscribes = packets
+        .iter()
+        .filter(|p| matches!(p, Pkt::Subscribe { .. }))
+        .count();
+    assert_eq!(subscribes, 1, "k {k}, write chunk {write_chunk}");
+    assert_eq!(
+        packets.last(),
+        Some(&Pkt::Disconnect),
+        "k {k}, write chunk {write_chunk}"
+    );
+    // The stream was never corrupted and ended on a packet boundary.
+    h.assert_clean_stream();
+    let net = h.net();
+    assert!(
+        net.broker.partial_at_close.is_empty(),
+        "k {k}, write chunk {write_chunk}"
+    );
+    assert_eq!(
+        net.connections, 1,
+        "k {k}, write chunk {write_chunk}: reconnected"
+    );
+    assert!(
+        !net.connected,
+        "k {k}, write chunk {write_chunk}: still connected after the disconnect"
+    );
+    Cancelled { drops }
+}
+
+/// Also the regression test of a close forgotten by a dropped `poll` (see
+/// `disconnect_survives_a_dropped_poll`).
+#[test]
+fn poll_dropped_at_every_await_point_loses_and_duplicates_nothing() {
+    for write_chunk in 1..=3 {
+        let mut k = 1;
+        // Past the deepest run of awaits within one call, nothing is dropped any more: every
+        // await point of the scenario has been a drop point.
+        while cancellation_scenario(k, write_chunk).drops > 0 {
+            k += 1;
+            assert!(k < 200, "write chunk {write_chunk}: drops never stop");
+        }
+        assert!(
+            k > 10,
+            "write chunk {write_chunk}: too few await points ({k})"
+        );
+    }
+}
+
 // ----- disconnect -----
 
 #[test]
@@ -732,4 +922,34 @@ fn disconnect_sends_disconnect_closes_and_stops() {
     h.client.restart();
     h.run_until_up();
     assert_eq!(h.net().connections, 2);
+}
+
+/// Regression: a `poll` dropped while it flushed DISCONNECT forgot the close, so the next
+/// calls waited on the open connection for ever instead of closing it and reporting `Stopped`.
+#[test]
+fn disconnect_survives_a_dropped_poll() {
+    for k in 1..=6 {
+        let mut h = Harness::new();
+        h.run_until_up();
+        {
+            let mut net = h.net();
+            net.write_chunk = 1;
+            net.yield_every_other = true;
+        }
+        h.client.disconnect();
+        let mut steps = Vec::new();
+        loop {
+            match h.poll_once(h.now() + 60_000, Some(k)) {
+                Outcome::Ready(Err(ClientError::Stopped)) => break,
+                Outcome::Ready(step) => steps.push(step),
+                Outcome::Cancelled => {}
+                other => panic!("k {k}: {other:?} after {steps:?}"),
+            }
+        }
+        assert_eq!(steps, [session(Event::Disconnected)], "k {k}");
+        assert_eq!(h.packets().last(), Some(&Pkt::Disconnect), "k {k}");
+        let net = h.net();
+        assert!(!net.connected, "k {k}");
+        assert!(net.broker.partial_at_close.is_empty(), "k {k}");
+    }
 }
