@@ -52,7 +52,7 @@ fuzz_target!(|data: &[u8]| {
         fed += piece.len();
         // Every byte fed is in the buffer, consumed by a packet or skipped.
         if !reader.broken {
-            assert_eq!(reader.base + reader.filled - reader.skip, fed);
+            assert_eq!(reader.base + reader.filled() - reader.skip, fed);
         }
     }
     assert_eq!(reader.events, expected);
@@ -91,9 +91,14 @@ fn whole(stream: &[u8], max: usize) -> (Vec<Event>, usize) {
 
 struct Reader {
     buf: [u8; BUF],
-    filled: usize,
+    /// The unread bytes are `buf[start..end]`; consumed ones are only moved out of the way when
+    /// room is needed, as a receive buffer does.
+    start: usize,
+    end: usize,
+    /// Where re-encoded packets are written.
+    scratch: [u8; BUF],
     max: usize,
-    /// Stream offset of `buf[0]` (while skipping: of the packet after the skipped one).
+    /// Stream offset of `buf[start]` (while skipping: of the packet after the skipped one).
     base: usize,
     /// Bytes of a skipped packet yet to arrive.
     skip: usize,
@@ -105,13 +110,20 @@ impl Reader {
     fn new(max: usize) -> Self {
         Reader {
             buf: [0; BUF],
-            filled: 0,
+            start: 0,
+            end: 0,
+            scratch: [0; BUF],
             max,
             base: 0,
             skip: 0,
             broken: false,
             events: Vec::new(),
         }
+    }
+
+    /// Bytes received and not consumed yet.
+    fn filled(&self) -> usize {
+        self.end - self.start
     }
 
     fn feed(&mut self, mut input: &[u8]) {
@@ -122,27 +134,32 @@ impl Reader {
                 input = &input[n..];
                 continue;
             }
-            let room = BUF - self.filled;
+            if self.end + input.len() > BUF && self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            let room = BUF - self.end;
             assert!(room > 0, "buffer full of an undecodable prefix");
             let n = room.min(input.len());
-            self.buf[self.filled..self.filled + n].copy_from_slice(&input[..n]);
-            self.filled += n;
+            self.buf[self.end..self.end + n].copy_from_slice(&input[..n]);
+            self.end += n;
             input = &input[n..];
             self.consume();
         }
     }
 
     fn consume(&mut self) {
-        while self.filled > 0 && !self.broken {
-            let used = match decode(&self.buf[..self.filled], self.max) {
+        while self.start < self.end && !self.broken {
+            let filled = self.filled();
+            let used = match decode(&self.buf[self.start..self.end], self.max) {
                 Ok(Decoded::Complete { packet, len }) => {
-                    assert!(len <= self.filled && len <= self.max);
-                    let mut out = [0u8; BUF];
+                    assert!(len <= filled && len <= self.max);
                     let n = packet
-                        .encode(&mut out)
+                        .encode(&mut self.scratch)
                         .expect("a decoded packet is encodable");
                     assert_eq!(
-                        decode(&out[..n], n),
+                        decode(&self.scratch[..n], n),
                         Ok(Decoded::Complete { packet, len: n })
                     );
                     self.events.push(Event::Packet { at: self.base, len });
@@ -150,11 +167,11 @@ impl Reader {
                 }
                 Ok(Decoded::Incomplete(Needed::Exactly(n))) => {
                     // The rest of the packet fits: the reader can wait for it.
-                    assert!(self.filled + n <= self.max);
+                    assert!(filled + n <= self.max);
                     return;
                 }
                 Ok(Decoded::Incomplete(Needed::AtLeast(n))) => {
-                    assert!(n >= 1 && self.filled < 5);
+                    assert!(n >= 1 && filled < 5);
                     return;
                 }
                 Err(Error::PacketTooLarge { packet_len, max }) => {
@@ -164,7 +181,7 @@ impl Reader {
                         at: self.base,
                         len: packet_len,
                     });
-                    let held = packet_len.min(self.filled);
+                    let held = packet_len.min(filled);
                     self.skip = packet_len - held;
                     held
                 }
@@ -177,9 +194,11 @@ impl Reader {
                     return;
                 }
             };
-            self.buf.copy_within(used..self.filled, 0);
-            self.filled -= used;
+            self.start += used;
             self.base += used + self.skip;
+            if self.start == self.end {
+                (self.start, self.end) = (0, 0);
+            }
         }
     }
 }
