@@ -364,9 +364,13 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
             | Link::AwaitFirstPong { deadline, .. }
             | Link::Closing { deadline } => Some(deadline),
             Link::Up => {
+                let next_ping = self.keepalive.next_ping(self.config.keep_alive());
                 let ping = match self.keepalive.ping_sent {
                     Some(sent) => sent + self.config.ping_timeout,
-                    None => self.keepalive.next_ping(self.config.keep_alive()),
+                    // Owed but not written yet: the caller cannot write (the transport takes
+                    // nothing). Not a deadline in the past, which would make it spin.
+                    None if self.keepalive.ping_due => next_ping + self.config.ping_timeout,
+                    None => next_ping,
                 };
                 Some(self.ack_deadline().map_or(ping, |t| t.min(ping)))
             }
@@ -456,6 +460,15 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
                 }
                 _ if self.ack_deadline().is_some_and(|t| now >= t) => {
                     self.fail(now, CloseReason::AckTimeout);
+                }
+                // The PINGREQ fell due a ping timeout ago and could not even be written: the
+                // link is as dead as one whose PINGRESP never came.
+                None if self.keepalive.ping_due
+                    && now
+                        >= self.keepalive.next_ping(self.config.keep_alive())
+                            + self.config.ping_timeout =>
+                {
+                    self.fail(now, CloseReason::PingTimeout);
                 }
                 None if now >= self.keepalive.next_ping(self.config.keep_alive()) => {
                     self.keepalive.ping_due = true;

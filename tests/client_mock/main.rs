@@ -413,6 +413,29 @@ fn publishing_into_a_half_open_connection_still_finds_out() {
     );
 }
 
+/// Regression: with writes blocked, the owed PINGREQ could not even be queued and the session's
+/// keepalive deadline stayed in the past, so `poll` spun at full speed and never found the dead
+/// link.
+#[test]
+fn write_that_never_completes_is_ended_by_keepalive() {
+    let mut h = Harness::new();
+    h.run_until_up();
+    let t0 = h.now();
+    // The peer stopped reading and its window is full: writes stay pending for ever.
+    h.net().write_chunk = 0;
+    h.publish(&OutgoingMessage::new("t/stuck", b"x"));
+    let steps = h.run_until(t0 + 60_000, is_down);
+    assert_eq!(steps.last(), Some(&down(CloseReason::PingTimeout, true)));
+    let down_at = time_of(&h, is_down);
+    assert!(
+        down_at <= t0 + KEEPALIVE + PING_TIMEOUT,
+        "down at {down_at}"
+    );
+    h.net().write_chunk = usize::MAX;
+    h.run_until_up();
+    assert_eq!(h.net().connections, 2);
+}
+
 #[test]
 fn end_of_stream_is_closed_by_peer_and_reconnects() {
     let mut h = Harness::new();
