@@ -250,6 +250,9 @@ pub struct Session<'b, R, const OUT: usize = 16, const SUBS: usize = 8, const IN
     outbox: Outbox<'b, OUT>,
     subs: Subscriptions<'b, SUBS>,
     inbound_qos2: Vec<PacketId, IN2>,
+    /// A CONNECT went out and its CONNACK never came back: the broker may have started a fresh
+    /// session then, which the next CONNACK reports as present.
+    session_unconfirmed: bool,
     control: Deque<Control, CONTROL_CAPACITY>,
     commands: Deque<Command, 4>,
     events: Deque<Event, EVENT_CAPACITY>,
@@ -285,6 +288,7 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
             outbox: Outbox::new(outbox),
             subs: Subscriptions::new(filters),
             inbound_qos2: Vec::new(),
+            session_unconfirmed: false,
             control: Deque::new(),
             commands: Deque::new(),
             events: Deque::new(),
@@ -791,14 +795,19 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
         }
         let session_present = ack.session_present;
         self.push_event(Event::ConnAckReceived { session_present });
-        if !session_present {
-            // The broker starts from nothing: so do inbound QoS 2 and the subscriptions.
-            self.inbound_qos2.clear();
+        if !session_present || self.session_unconfirmed {
+            // The broker has no subscriptions, or may not: after a lost CONNACK, "present" can
+            // name a session that the lost CONNECT created empty. Renewing them is harmless.
             for e in self.subs.entries_mut() {
                 if e.state == SubState::Active {
                     e.state = SubState::Wanted;
                 }
             }
+        }
+        self.session_unconfirmed = false;
+        if !session_present {
+            // The broker starts from nothing: so does inbound QoS 2.
+            self.inbound_qos2.clear();
             let mut last = None;
             let mut unsubscribed: Vec<RequestId, SUBS> = Vec::new();
             self.subs.retain(
@@ -1064,6 +1073,12 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
 
     /// Resets everything that belongs to one connection.
     fn end_connection(&mut self) {
+        if let Link::AwaitConnAck {
+            connect_sent: true, ..
+        } = self.link
+        {
+            self.session_unconfirmed = true;
+        }
         self.outbox.connection_lost();
         for e in self.subs.entries_mut() {
             e.state = match e.state {

@@ -910,6 +910,52 @@ fn test_subscriptions_sent_when_up_and_renewed_after_clean_reconnect() {
     );
 }
 
+/// Found by the simulation (seeds 1014 and 1772): a broker that lost its sessions made a fresh,
+/// empty one from a CONNECT whose CONNACK was then lost; the next CONNACK said "session
+/// present", and the subscriptions were never renewed.
+#[test]
+fn test_subscriptions_renewed_when_an_earlier_connack_was_lost() {
+    let mut config = Config::new("dev-1");
+    config.clean_session = false;
+    let mut rig = Rig::new(config);
+    rig.s
+        .subscribe(
+            rig.now,
+            &[Subscription {
+                filter: "a",
+                qos: QoS::AtLeastOnce,
+            }],
+        )
+        .unwrap();
+    rig.up(false);
+    let sent = rig.sent();
+    let [Wire::Subscribe { id, .. }] = sent.as_slice() else {
+        panic!("{sent:?}")
+    };
+    rig.recv(Packet::SubAck(SubAck {
+        packet_id: self::id(*id),
+        codes: (&[SubAckReturnCode::GrantedQos1]).into(),
+    }));
+    // A present session needs nothing renewed...
+    rig.s.closed(rig.now);
+    rig.reconnect(true);
+    assert_eq!(rig.sent(), vec![]);
+    // ...unless an earlier CONNECT went out and no CONNACK came back.
+    rig.s.closed(rig.now);
+    rig.now = rig.s.poll_timeout().unwrap();
+    rig.s.handle_timeout(rig.now);
+    assert_eq!(rig.commands(), vec![Command::Open]);
+    rig.s.connected(rig.now);
+    assert!(matches!(rig.sent().as_slice(), [Wire::Connect { .. }]));
+    rig.s.closed(rig.now);
+    rig.reconnect(true);
+    let sent = rig.sent();
+    assert!(
+        matches!(sent.as_slice(), [Wire::Subscribe { filters, .. }] if filters == &vec![("a".to_string(), 1)]),
+        "{sent:?}"
+    );
+}
+
 #[test]
 fn test_unsubscribe_forgets() {
     let mut rig = Rig::default();
