@@ -218,7 +218,18 @@ async fn run(broker: &str, out: &Printer) -> Result<(), String> {
                     out.line("ack", format!("message {id}: {how}"));
                 }
                 Event::Disconnected => out.line("disconnect", "DISCONNECT sent, connection closed"),
-                Event::Down { reason, .. } if reason == CloseReason::Requested => {}
+                Event::Down {
+                    reason: CloseReason::Requested,
+                    ..
+                } => {}
+                Event::Down {
+                    reason: CloseReason::ConnectFailed,
+                    ..
+                } => {
+                    return Err(format!(
+                        "cannot connect to {broker}: connection refused or unreachable"
+                    ));
+                }
                 Event::Down { reason, .. } => {
                     return Err(format!("connection to {broker} ended: {reason}"));
                 }

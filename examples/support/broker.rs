@@ -45,14 +45,14 @@ impl InProcessBroker {
         let mut broker = rumqttd::Broker::new(config(addr));
         let thread = thread::Builder::new()
             .name(format!("broker-{}", addr.port()))
-            .spawn(move || broker.start())?;
+            .spawn(move || broker.start().map_err(|e| e.to_string()))?;
         let started = Instant::now();
         loop {
             // `Broker::start` only returns when its listener failed (port taken, say).
             if thread.is_finished() {
                 let reason = match thread.join() {
                     Ok(Ok(())) => "listener stopped".to_owned(),
-                    Ok(Err(e)) => e.to_string(),
+                    Ok(Err(e)) => e,
                     Err(_) => "broker thread panicked".to_owned(),
                 };
                 return Err(io::Error::other(format!(
