@@ -1,7 +1,7 @@
 //! CONNECT: the first packet of every connection (MQTT 3.1).
 
-use super::fields::{Reader, Writer, check_len, check_string, prefixed_len};
-use super::topic::check_name;
+use super::fields::{Reader, Writer, check_len, check_no_null, prefixed_len};
+use super::topic::{check_name, check_name_str};
 use super::{Encode, Error, Field, PacketType, QoS};
 
 const PROTOCOL_NAME: &[u8] = b"MQTT";
@@ -140,17 +140,17 @@ impl Encode for Connect<'_> {
 
     fn check(&self) -> Result<(), Error> {
         check_len(self.client_id.len(), Field::ClientId)?;
-        check_string(self.client_id.as_bytes(), Field::ClientId)?;
+        check_no_null(self.client_id, Field::ClientId)?;
         if self.client_id.is_empty() && !self.clean_session {
             return Err(Error::EmptyClientIdWithPersistentSession);
         }
         if let Some(will) = &self.will {
-            check_name(will.topic.as_bytes(), Field::WillTopic)?;
+            check_name_str(will.topic, Field::WillTopic)?;
             check_len(will.payload.len(), Field::WillPayload)?;
         }
         if let Some(username) = self.username {
             check_len(username.len(), Field::Username)?;
-            check_string(username.as_bytes(), Field::Username)?;
+            check_no_null(username, Field::Username)?;
         }
         if let Some(password) = self.password {
             if self.username.is_none() {

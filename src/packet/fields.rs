@@ -80,12 +80,64 @@ impl<'a> Reader<'a> {
 /// surrogates U+D800..U+DFFF) and no U+0000.
 #[inline]
 pub(crate) fn check_string(raw: &[u8], field: Field) -> Result<&str, Error> {
-    let s = core::str::from_utf8(raw).map_err(|_| Error::InvalidUtf8(field))?;
+    let s = utf8(raw).ok_or(Error::InvalidUtf8(field))?;
     // In UTF-8 a zero byte only ever encodes U+0000.
-    if raw.contains(&0) {
+    if any_byte(raw, |b| b == 0) {
         return Err(Error::NullCharacter(field));
     }
     Ok(s)
+}
+
+/// [`check_string`] for a field that is a `str` already: its type guarantees well-formed UTF-8,
+/// so only U+0000 is left to look for.
+#[inline]
+pub(crate) fn check_no_null(s: &str, field: Field) -> Result<(), Error> {
+    if any_byte(s.as_bytes(), |b| b == 0) {
+        Err(Error::NullCharacter(field))
+    } else {
+        Ok(())
+    }
+}
+
+/// `raw` as a `str` if it is well-formed UTF-8: the same answer as `core::str::from_utf8`.
+///
+/// MQTT strings are mostly short. For those, `from_utf8` steps byte by byte through an alignment
+/// check before its word-at-a-time loop can start, while the first chunk of `utf8_chunks` is a
+/// tight byte loop: it ends either at the end of the input (valid, nothing invalid after it) or
+/// at the first ill-formed sequence.
+#[inline]
+pub(crate) fn utf8(raw: &[u8]) -> Option<&str> {
+    if raw.len() <= 16 {
+        match raw.utf8_chunks().next() {
+            None => Some(""),
+            Some(chunk) if chunk.invalid().is_empty() => Some(chunk.valid()),
+            Some(_) => None,
+        }
+    } else {
+        core::str::from_utf8(raw).ok()
+    }
+}
+
+/// Is there a byte in `raw` for which `pred` holds?
+///
+/// The same answer as `raw.iter().any(pred)`, but the scan looks at 16 bytes at a time without
+/// an exit per byte, which the compiler turns into a few vector compares per block. Strings and
+/// topics are short, so the tail is covered by one overlapping block rather than a byte loop.
+/// `pred` should combine its comparisons with `|`, not `||`, so it stays branch-free.
+#[inline]
+pub(crate) fn any_byte(raw: &[u8], pred: impl Fn(u8) -> bool + Copy) -> bool {
+    #[inline(always)]
+    fn block<const N: usize>(block: &[u8; N], pred: impl Fn(u8) -> bool) -> bool {
+        block.iter().fold(false, |found, &b| found | pred(b))
+    }
+    if let Some(last) = raw.last_chunk::<16>() {
+        let (blocks, _) = raw.as_chunks::<16>();
+        blocks.iter().any(|b| block(b, pred)) || block(last, pred)
+    } else if let (Some(first), Some(last)) = (raw.first_chunk::<8>(), raw.last_chunk::<8>()) {
+        block(first, pred) | block(last, pred)
+    } else {
+        raw.iter().fold(false, |found, &b| found | pred(b))
+    }
 }
 
 /// Checks that a string or binary field fits its two-byte length prefix.
@@ -108,8 +160,9 @@ pub(crate) const fn prefixed_len(len: usize) -> usize {
 /// ever be wrong, the writer records the overflow instead of panicking, and the encoder turns it
 /// into an error. (Public only so the sealed list trait can name it; not exported.)
 pub struct Writer<'a> {
-    buf: &'a mut [u8],
-    pos: usize,
+    /// The part of the buffer not written yet: every write splits its bytes off the front, so
+    /// one length comparison is the whole bounds check.
+    rest: &'a mut [u8],
     overflow: bool,
 }
 
@@ -117,15 +170,15 @@ impl<'a> Writer<'a> {
     #[inline]
     pub(crate) fn new(buf: &'a mut [u8]) -> Self {
         Self {
-            buf,
-            pos: 0,
+            rest: buf,
             overflow: false,
         }
     }
 
+    /// How many bytes of the buffer are still unwritten.
     #[inline]
-    pub(crate) fn position(&self) -> usize {
-        self.pos
+    pub(crate) fn remaining(&self) -> usize {
+        self.rest.len()
     }
 
     #[inline]
@@ -133,26 +186,49 @@ impl<'a> Writer<'a> {
         self.overflow
     }
 
+    /// Splits the next `n` bytes off the buffer, or records the overflow (after which nothing
+    /// more is written).
+    #[inline]
+    fn take(&mut self, n: usize) -> Option<&'a mut [u8]> {
+        match core::mem::take(&mut self.rest).split_at_mut_checked(n) {
+            Some((head, tail)) => {
+                self.rest = tail;
+                Some(head)
+            }
+            None => {
+                self.overflow = true;
+                None
+            }
+        }
+    }
+
     #[inline]
     pub(crate) fn bytes(&mut self, data: &[u8]) {
-        let end = self.pos + data.len();
-        match self.buf.get_mut(self.pos..end) {
-            Some(dst) => {
-                dst.copy_from_slice(data);
-                self.pos = end;
+        if let Some(dst) = self.take(data.len()) {
+            dst.copy_from_slice(data);
+        }
+    }
+
+    #[inline]
+    pub(crate) fn u8(&mut self, b: u8) {
+        match core::mem::take(&mut self.rest).split_first_mut() {
+            Some((first, tail)) => {
+                *first = b;
+                self.rest = tail;
             }
             None => self.overflow = true,
         }
     }
 
     #[inline]
-    pub(crate) fn u8(&mut self, b: u8) {
-        self.bytes(&[b]);
-    }
-
-    #[inline]
     pub(crate) fn u16(&mut self, v: u16) {
-        self.bytes(&v.to_be_bytes());
+        match core::mem::take(&mut self.rest).split_first_chunk_mut::<2>() {
+            Some((first, tail)) => {
+                *first = v.to_be_bytes();
+                self.rest = tail;
+            }
+            None => self.overflow = true,
+        }
     }
 
     /// A length-prefixed field. Its length was checked by `check_len` before encoding began;
@@ -161,15 +237,6 @@ impl<'a> Writer<'a> {
     pub(crate) fn binary(&mut self, data: &[u8]) {
         self.u16(u16::try_from(data.len()).unwrap_or(u16::MAX));
         self.bytes(data);
-    }
-
-    /// Hands the rest of the buffer to a function that writes in place (the fixed header).
-    #[inline]
-    pub(crate) fn with_rest(&mut self, f: impl FnOnce(&mut [u8]) -> usize) {
-        match self.buf.get_mut(self.pos..) {
-            Some(rest) => self.pos += f(rest),
-            None => self.overflow = true,
-        }
     }
 }
 
@@ -206,6 +273,43 @@ mod test {
         assert_eq!(r.packet_id(), Err(Error::Truncated(Field::PacketId)));
         let mut r = Reader::new(&[0x00, 0x00]);
         assert_eq!(r.packet_id(), Err(Error::ZeroPacketId));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn test_utf8_agrees_with_core(raw in proptest::collection::vec(proptest::num::u8::ANY, 0..80)) {
+            proptest::prop_assert_eq!(utf8(&raw), core::str::from_utf8(&raw).ok());
+        }
+
+        #[test]
+        fn test_utf8_agrees_with_core_on_text(text in "\\PC{0,40}", cut in 0usize..200) {
+            // Well-formed text, and the same text cut anywhere (often inside a character).
+            let raw = text.as_bytes();
+            let raw = raw.get(..cut.min(raw.len())).unwrap_or(raw);
+            proptest::prop_assert_eq!(utf8(raw), core::str::from_utf8(raw).ok());
+        }
+
+        #[test]
+        fn test_any_byte_agrees_with_iter(
+            raw in proptest::collection::vec(proptest::sample::select(&b"ab/+#\0\xC3\xFF"[..]), 0..80)
+        ) {
+            let pred = |b: u8| (b == b'+') | (b == b'#') | (b == 0);
+            proptest::prop_assert_eq!(any_byte(&raw, pred), raw.iter().any(|&b| pred(b)));
+        }
+    }
+
+    #[test]
+    fn test_any_byte_every_position() {
+        // Every length up to 40 with the one matching byte at every position: covers the
+        // 16-byte blocks, the overlapping last block, the two 8-byte halves and the byte loop.
+        for len in 0..40 {
+            assert!(!any_byte(&vec![b'a'; len], |b| b == b'#'));
+            for at in 0..len {
+                let mut raw = vec![b'a'; len];
+                raw[at] = b'#';
+                assert!(any_byte(&raw, |b| b == b'#'), "len {len}, at {at}");
+            }
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The fixed header: packet type, flags and the variable-length "remaining length".
 
+use super::fields::Writer;
 use super::{Error, PacketType};
 
 /// The largest remaining length four bytes can encode (MQTT 2.2.3).
@@ -78,29 +79,21 @@ pub(crate) const fn remaining_len_size(len: usize) -> usize {
     }
 }
 
-/// Writes a fixed header into `out`, which the caller has sized to hold it; returns its length.
+/// Writes a fixed header: the first byte, then the remaining length in one to four bytes.
 #[inline]
-pub(crate) fn write(out: &mut [u8], first: u8, remaining_len: usize) -> usize {
+pub(crate) fn write(w: &mut Writer<'_>, first: u8, remaining_len: usize) {
+    w.u8(first);
     let mut len = remaining_len;
-    let mut written = 0;
-    if let Some(b) = out.first_mut() {
-        *b = first;
-        written = 1;
-    }
-    for slot in out.iter_mut().skip(1).take(4) {
+    for _ in 0..4 {
         // Masked to 7 bits, so the cast keeps every bit.
-        let mut byte = (len & 0x7F) as u8;
+        let byte = (len & 0x7F) as u8;
         len >>= 7;
-        if len > 0 {
-            byte |= 0x80;
-        }
-        *slot = byte;
-        written += 1;
         if len == 0 {
-            break;
+            w.u8(byte);
+            return;
         }
+        w.u8(byte | 0x80);
     }
-    written
 }
 
 #[cfg(test)]
@@ -135,7 +128,10 @@ mod test {
             assert_eq!(h.header_len, 1 + len_bytes.len());
             assert_eq!(remaining_len_size(expected), len_bytes.len());
             let mut out = [0u8; 5];
-            let n = write(&mut out, 0xC0, expected);
+            let mut w = Writer::new(&mut out);
+            write(&mut w, 0xC0, expected);
+            assert!(!w.overflowed());
+            let n = 5 - w.remaining();
             assert_eq!(&out[..n], &buf[..]);
         }
     }

@@ -356,10 +356,9 @@ fn encode_into(p: &impl Encode, buf: &mut [u8]) -> Result<usize, Error> {
         return Err(Error::BufferTooSmall { needed: total });
     };
     let mut w = Writer::new(out);
-    let first = p.first_byte();
-    w.with_rest(|rest| header::write(rest, first, body));
+    header::write(&mut w, p.first_byte(), body);
     p.write_body(&mut w);
-    if w.overflowed() || w.position() != total {
+    if w.overflowed() || w.remaining() != 0 {
         // Unreachable while `body_len` is right; reported rather than trusted.
         return Err(Error::BufferTooSmall { needed: total });
     }

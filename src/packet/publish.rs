@@ -1,7 +1,7 @@
 //! PUBLISH: an application message, in either direction (MQTT 3.3).
 
 use super::fields::{Reader, Writer, prefixed_len};
-use super::topic::check_name;
+use super::topic::{check_name, check_name_str};
 use super::{Encode, Error, Field, PacketId, PacketType, QoS};
 
 const FLAG_RETAIN: u8 = 0x01;
@@ -102,7 +102,7 @@ impl Encode for Publish<'_> {
         if self.dup && self.qos == PublishQos::AtMostOnce {
             return Err(Error::DupWithQos0);
         }
-        check_name(self.topic.as_bytes(), Field::TopicName).map(|_| ())
+        check_name_str(self.topic, Field::TopicName)
     }
 
     #[inline]

@@ -2,7 +2,7 @@
 
 use super::fields::{Reader, Writer, prefixed_len};
 use super::list::{List, sealed::Codec};
-use super::topic::check_filter;
+use super::topic::{check_filter, check_filter_str};
 use super::{Encode, Error, Field, PacketId, PacketType, QoS};
 
 /// One topic filter with the maximum QoS the client asks for.
@@ -26,7 +26,7 @@ impl<'a> Codec<'a> for Subscription<'a> {
         Ok(Self { filter, qos })
     }
     fn check(&self) -> Result<(), Error> {
-        check_filter(self.filter.as_bytes()).map(|_| ())
+        check_filter_str(self.filter)
     }
     fn wire_len(&self) -> usize {
         prefixed_len(self.filter.len()) + 1

@@ -1,39 +1,55 @@
 //! Topic names, topic filters and matching one against the other (MQTT 3.1.1 section 4.7).
 
-use super::fields::{check_len, check_string};
+use super::fields::{any_byte, check_len, check_no_null, check_string, utf8};
 use super::{Error, Field};
 
 /// Checks a topic name as PUBLISH (or a will) carries it: a non-empty, well-formed string
 /// without U+0000 and without the wildcards `+` and `#`.
 pub fn check_topic_name(name: &str) -> Result<(), Error> {
-    check_name(name.as_bytes(), Field::TopicName).map(|_| ())
+    check_name_str(name, Field::TopicName)
 }
 
 /// Checks a topic filter as SUBSCRIBE and UNSUBSCRIBE carry it: non-empty, `+` only as a whole
 /// level, `#` only as the whole last level.
 pub fn check_topic_filter(filter: &str) -> Result<(), Error> {
-    check_filter(filter.as_bytes()).map(|_| ())
+    check_filter_str(filter)
 }
 
-/// Validates raw bytes as a topic name, naming `field` in the error.
-#[inline]
-pub(crate) fn check_name(raw: &[u8], field: Field) -> Result<&str, Error> {
+/// The rules of a topic name that are about its bytes: length, not empty, no `+`, `#` or
+/// U+0000. UTF-8 is left to the caller.
+#[inline(always)]
+fn check_name_bytes(raw: &[u8], field: Field) -> Result<(), Error> {
     check_len(raw.len(), field)?;
     if raw.is_empty() {
         return Err(Error::EmptyTopic(field));
     }
-    // One pass for the three bytes that can never appear in a name; UTF-8 checked after.
-    if raw.iter().any(|&b| b == b'+' || b == b'#' || b == 0) {
+    // One pass for the three bytes that can never appear in a name.
+    if any_byte(raw, |b| (b == b'+') | (b == b'#') | (b == 0)) {
         return Err(if raw.contains(&0) {
             Error::NullCharacter(field)
         } else {
             Error::WildcardInTopicName(field)
         });
     }
-    check_string(raw, field)
+    Ok(())
+}
+
+/// Validates raw bytes as a topic name, naming `field` in the error.
+#[inline(always)]
+pub(crate) fn check_name(raw: &[u8], field: Field) -> Result<&str, Error> {
+    check_name_bytes(raw, field)?;
+    // Zero bytes are excluded already, so of `check_string` only the UTF-8 rule is left.
+    utf8(raw).ok_or(Error::InvalidUtf8(field))
+}
+
+/// [`check_name`] for a topic that is a `str` already, so well-formed UTF-8 by its type.
+#[inline]
+pub(crate) fn check_name_str(name: &str, field: Field) -> Result<(), Error> {
+    check_name_bytes(name.as_bytes(), field)
 }
 
 /// Validates raw bytes as a topic filter.
+#[inline]
 pub(crate) fn check_filter(raw: &[u8]) -> Result<&str, Error> {
     let field = Field::TopicFilter;
     check_len(raw.len(), field)?;
@@ -41,19 +57,45 @@ pub(crate) fn check_filter(raw: &[u8]) -> Result<&str, Error> {
         return Err(Error::EmptyTopic(field));
     }
     let s = check_string(raw, field)?;
-    let mut levels = raw.split(|&b| b == b'/').peekable();
-    while let Some(level) = levels.next() {
-        let is_last = levels.peek().is_none();
-        match level {
-            b"#" if is_last => {}
-            b"+" => {}
-            _ if level.iter().any(|&b| b == b'+' || b == b'#') => {
-                return Err(Error::InvalidTopicFilter);
-            }
-            _ => {}
-        }
-    }
+    check_filter_levels(raw)?;
     Ok(s)
+}
+
+/// [`check_filter`] for a filter that is a `str` already: the same rules in the same order,
+/// without validating UTF-8 again.
+#[inline]
+pub(crate) fn check_filter_str(filter: &str) -> Result<(), Error> {
+    let field = Field::TopicFilter;
+    check_len(filter.len(), field)?;
+    if filter.is_empty() {
+        return Err(Error::EmptyTopic(field));
+    }
+    check_no_null(filter, field)?;
+    check_filter_levels(filter.as_bytes())
+}
+
+/// `+` only as a whole level, `#` only as the whole last level.
+#[inline]
+fn check_filter_levels(raw: &[u8]) -> Result<(), Error> {
+    // Most filters have no wildcard at all: one vector scan settles them.
+    if !any_byte(raw, |b| (b == b'+') | (b == b'#')) {
+        return Ok(());
+    }
+    // A wildcard is a whole level when a separator (or the start) comes before it and a
+    // separator (or the end) after it, and `#` must be the last byte. All three are rules about
+    // neighbouring bytes, so one branch-free pass over the pairs checks them.
+    let wild = |b: u8| (b == b'+') | (b == b'#');
+    let (Some((_, next)), Some((_, this))) = (raw.split_first(), raw.split_last()) else {
+        return Ok(());
+    };
+    let ok = this.iter().zip(next).fold(true, |ok, (&x, &y)| {
+        ok & (x != b'#') & (!wild(y) | (x == b'/')) & (!wild(x) | (y == b'/'))
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidTopicFilter)
+    }
 }
 
 /// Does the topic name `topic` match the topic filter `filter`?
@@ -141,6 +183,34 @@ mod test {
             check_topic_filter(&long),
             Err(Error::FieldTooLong(Field::TopicFilter))
         );
+    }
+
+    /// The level rule as the specification words it: split at `/`, then look at each level.
+    fn levels_by_split(raw: &[u8]) -> Result<(), Error> {
+        let mut levels = raw.split(|&b| b == b'/').peekable();
+        while let Some(level) = levels.next() {
+            let is_last = levels.peek().is_none();
+            match level {
+                b"#" if is_last => {}
+                b"+" => {}
+                _ if level.iter().any(|&b| b == b'+' || b == b'#') => {
+                    return Err(Error::InvalidTopicFilter);
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn test_filter_levels_agree_with_split(raw in "[a/+#]{0,12}") {
+            proptest::prop_assert_eq!(
+                check_filter_levels(raw.as_bytes()),
+                levels_by_split(raw.as_bytes()),
+                "{}", raw
+            );
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use super::fields::{Reader, Writer, prefixed_len};
 use super::list::{List, sealed::Codec};
-use super::topic::check_filter;
+use super::topic::{check_filter, check_filter_str};
 use super::{Encode, Error, Field, PacketId, PacketType};
 
 impl<'a> Codec<'a> for &'a str {
@@ -13,7 +13,7 @@ impl<'a> Codec<'a> for &'a str {
         Ok(filter)
     }
     fn check(&self) -> Result<(), Error> {
-        check_filter(self.as_bytes()).map(|_| ())
+        check_filter_str(self)
     }
     fn wire_len(&self) -> usize {
         prefixed_len(self.len())
