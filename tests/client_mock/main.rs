@@ -234,6 +234,57 @@ fn silent_broker_after_connack_times_out() {
 // ----- fragmented and short I/O -----
 
 #[test]
+fn packet_filling_the_receive_buffer_exactly() {
+    let rx = 64;
+    let mut h = Harness::with(config(), Sizes { rx, tx: 512 });
+    h.net().read_chunk = 1;
+    h.run_until_up();
+    // Fixed header 2, topic 2 + 3: the payload that makes the packet exactly `rx` bytes.
+    let payload = vec![9u8; rx - 7];
+    let fits = publish_packet("fit", &payload, PublishQos::AtMostOnce);
+    assert_eq!(transport::encode(&fits).len(), rx);
+    h.send(&fits);
+    h.send(&fits);
+    for _ in 0..2 {
+        assert_eq!(
+            h.next(),
+            Ok(Ev::Message(message("fit", &payload, QoS::AtMostOnce)))
+        );
+    }
+    // One byte more is refused from its header.
+    let payload = vec![9u8; rx - 6];
+    h.send(&publish_packet("fit", &payload, PublishQos::AtMostOnce));
+    assert_eq!(
+        h.next(),
+        down(
+            CloseReason::Protocol(ProtocolError::Malformed(packet::Error::PacketTooLarge {
+                packet_len: rx + 1,
+                max: rx
+            })),
+            true
+        )
+    );
+}
+
+#[test]
+fn publish_larger_than_the_transmit_buffer_is_refused() {
+    let mut h = Harness::with(config(), Sizes { rx: 512, tx: 64 });
+    let payload = [0u8; 64];
+    assert_eq!(
+        h.client.publish(&qos1("t", &payload)),
+        Err(shearwater::session::PublishError::TooLarge {
+            len: 2 + 2 + 1 + 2 + 64,
+            max_packet_size: 64
+        })
+    );
+    h.publish(&qos1("t", &payload[..50]));
+    h.run_until_up();
+    h.run_until(h.now() + 1_000, |s| {
+        matches!(s, Ok(Ev::Session(Event::Published(_))))
+    });
+}
+
+#[test]
 fn every_packet_arriving_one_byte_at_a_time() {
     let mut h = Harness::new();
     h.net().read_chunk = 1;
@@ -788,8 +839,15 @@ fn cancellation_scenario(k: usize, write_chunk: usize) -> Cancelled {
         let outcome = h.poll_once(h.now() + 1_000, Some(k));
         // The application does its own work while `poll` is not running.
         if round % 3 == 0 && published.len() < outbound.len() {
-            let payload = outbound[published.len()].clone();
-            published.push(h.publish(&qos1("out/x", &payload)));
+            let i = published.len();
+            let payload = outbound[i].clone();
+            // Mostly QoS 1, one QoS 2 (PUBLISH, PUBREC, PUBREL, PUBCOMP).
+            let qos = if i == 2 {
+                QoS::ExactlyOnce
+            } else {
+                QoS::AtLeastOnce
+            };
+            published.push(h.publish(&OutgoingMessage::new("out/x", &payload).qos(qos)));
         }
         match outcome {
             Outcome::Cancelled => drops += 1,
@@ -852,10 +910,18 @@ fn cancellation_scenario(k: usize, write_chunk: usize) -> Cancelled {
         .collect();
     assert_eq!(delivered, expected, "k {k}, write chunk {write_chunk}");
     // Every outbound message exactly once on the wire, on the one connection, without DUP.
+    // (The QoS 2 message completes a round trip later than the QoS 1 ones after it.)
+    acked.sort();
     assert_eq!(acked, published, "k {k}, write chunk {write_chunk}");
     let sent = publishes(&h);
     let payloads: Vec<Vec<u8>> = sent.iter().map(|p| p.3.clone()).collect();
     assert_eq!(payloads, outbound, "k {k}, write chunk {write_chunk}");
+    let releases = h
+        .packets()
+        .into_iter()
+        .filter(|p| matches!(p, Pkt::PubRel(_)))
+        .count();
+    assert_eq!(releases, 1, "k {k}, write chunk {write_chunk}");
     assert!(
         sent.iter().all(|p| p.0 == 1 && !p.1),
         "k {k}, write chunk {write_chunk}: {sent:?}"
@@ -945,6 +1011,28 @@ fn disconnect_sends_disconnect_closes_and_stops() {
     h.client.restart();
     h.run_until_up();
     assert_eq!(h.net().connections, 2);
+}
+
+#[test]
+fn disconnect_while_connecting_or_waiting_stops_at_once() {
+    // While the transport is still connecting.
+    let mut h = Harness::new();
+    h.net().connects.push_back(ConnectStep::Never);
+    assert_eq!(h.next_until(1_000), None);
+    h.client.disconnect();
+    assert_eq!(h.next(), session(Event::Disconnected));
+    assert_eq!(h.next(), Err(ClientError::Stopped));
+    assert_eq!(h.net().closes, 1);
+    assert!(h.packets().is_empty());
+
+    // While backing off after a failure.
+    let mut h = Harness::new();
+    h.net().connects.push_back(ConnectStep::Fail);
+    h.run_until(1_000, is_reconnecting);
+    h.client.disconnect();
+    assert_eq!(h.next(), session(Event::Disconnected));
+    assert_eq!(h.next(), Err(ClientError::Stopped));
+    assert_eq!(h.net().connect_attempts.len(), 1);
 }
 
 /// Regression: a `poll` dropped while it flushed DISCONNECT forgot the close, so the next
