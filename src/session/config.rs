@@ -3,7 +3,7 @@
 use core::fmt;
 
 use super::BackoffConfig;
-use crate::packet::{self, Connect, Packet, Will};
+use crate::packet::{self, Connect, Packet, QoS, Will};
 use crate::time::Duration;
 
 /// Everything the session needs to know about how to talk to its broker.
@@ -42,6 +42,16 @@ pub struct Config<'a> {
     /// The largest packet the session will produce; publishes that would be larger are
     /// refused. Set it to the size of the client's transmit buffer (default 1024).
     pub max_packet_size: usize,
+    /// The highest QoS the broker honours for the messages this client publishes (default
+    /// [`QoS::ExactlyOnce`]). A publish above it is refused with
+    /// [`PublishError::QosNotSupported`], before anything is stored or sent. Set it to
+    /// [`QoS::AtLeastOnce`] for brokers without QoS 2, such as RabbitMQ 3.x, which answers a
+    /// QoS 2 PUBLISH with PUBACK: the exchange can never complete as QoS 2 (see
+    /// `docs/interop.md`). Subscriptions are not affected: the broker grants what it can in
+    /// SUBACK.
+    ///
+    /// [`PublishError::QosNotSupported`]: super::PublishError::QosNotSupported
+    pub max_qos: QoS,
     /// The will message, published by the broker if the connection dies without DISCONNECT.
     pub will: Option<Will<'a>>,
     /// The user name, if any.
@@ -69,6 +79,7 @@ impl<'a> Config<'a> {
             },
             inflight_window: 8,
             max_packet_size: 1024,
+            max_qos: QoS::ExactlyOnce,
             will: None,
             username: None,
             password: None,

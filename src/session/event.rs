@@ -151,6 +151,11 @@ pub enum Event {
     /// The broker acknowledged a QoS 1 (PUBACK) or QoS 2 (PUBCOMP) message; a QoS 0 message
     /// was written to the connection.
     Published(PublishId),
+    /// The broker answered this QoS 2 message with PUBACK, as RabbitMQ 3.x does: it took the
+    /// message at QoS 1, so subscribers may receive it more than once. The exchange is over;
+    /// [`Event::Published`] follows. Set [`Config::max_qos`](super::Config::max_qos) to refuse
+    /// QoS 2 publishes up front instead.
+    PublishDowngraded(PublishId),
     /// The message's time to live ran out before it was acknowledged; it was dropped.
     Expired(PublishId),
     /// The broker answered one filter of a SUBSCRIBE (also for renewals after a reconnect).
@@ -211,6 +216,15 @@ pub enum PublishError {
         /// The limit.
         max_packet_size: usize,
     },
+    /// The message's QoS is above [`Config::max_qos`](super::Config::max_qos): the broker
+    /// cannot honour it. Nothing was stored; publish again with at most `max` if the weaker
+    /// guarantee will do (QoS 1 instead of 2 means subscribers may see duplicates).
+    QosNotSupported {
+        /// The QoS asked for.
+        requested: QoS,
+        /// The configured maximum.
+        max: QoS,
+    },
     /// The outbound store has no free entry: wait for acknowledgements.
     StoreFull,
     /// The outbound store has no room for this many bytes: wait for acknowledgements.
@@ -227,6 +241,11 @@ impl fmt::Display for PublishError {
                 len,
                 max_packet_size,
             } => write!(f, "PUBLISH of {len} bytes exceeds {max_packet_size}"),
+            PublishError::QosNotSupported { requested, max } => write!(
+                f,
+                "QoS {} is above the broker's maximum QoS {} (Config::max_qos)",
+                *requested as u8, *max as u8
+            ),
             PublishError::StoreFull => f.write_str("outbound store full (entries)"),
             PublishError::StoreBytesFull => f.write_str("outbound store full (bytes)"),
             PublishError::Stopped => f.write_str("session stopped"),

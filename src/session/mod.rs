@@ -184,6 +184,13 @@ impl Link {
     fn is_accepted(self) -> bool {
         matches!(self, Link::AwaitFirstPong { .. } | Link::Up)
     }
+
+    /// Inbound messages are delivered and acknowledged: accepted, or leaving (DISCONNECT not
+    /// written yet), so that what the application has dealt with is acknowledged before
+    /// DISCONNECT and a persistent session does not get it again.
+    fn takes_inbound(self) -> bool {
+        self.is_accepted() || matches!(self, Link::Closing { .. })
+    }
 }
 
 /// Keepalive bookkeeping of one connection.
@@ -398,11 +405,11 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
                 connect_sent: true,
             };
         }
-        if self.link.is_accepted() {
-            if self.keepalive.ping_due && out.put(&Packet::PingReq) {
-                self.keepalive.ping_due = false;
-                self.keepalive.ping_sent = Some(now);
-            }
+        if self.link.is_accepted() && self.keepalive.ping_due && out.put(&Packet::PingReq) {
+            self.keepalive.ping_due = false;
+            self.keepalive.ping_sent = Some(now);
+        }
+        if self.link.takes_inbound() {
             while let Some(control) = self.control.front() {
                 if !out.put(&control.packet()) {
                     break;
@@ -415,6 +422,7 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
             self.transmit_messages(now, &mut out);
         }
         if let Link::Closing { .. } = self.link
+            && self.control.is_empty()
             && out.put(&Packet::Disconnect)
         {
             self.end_connection();
@@ -560,6 +568,12 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
         if self.link == Link::Stopped {
             return Err(PublishError::Stopped);
         }
+        if message.qos > self.config.max_qos {
+            return Err(PublishError::QosNotSupported {
+                requested: message.qos,
+                max: self.config.max_qos,
+            });
+        }
         let packet_id = match message.qos {
             QoS::AtMostOnce => None,
             _ => Some(self.allocate_packet_id().ok_or(PublishError::StoreFull)?),
@@ -656,7 +670,7 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
     /// (whose identifier the session recorded when it handed the message out) is only
     /// acknowledged, never delivered twice.
     pub fn acknowledge(&mut self, now: Instant, ack: InboundAck) {
-        if ack.connection != self.connection || !self.link.is_accepted() {
+        if ack.connection != self.connection || !self.link.takes_inbound() {
             return;
         }
         let control = match ack.qos {
@@ -678,6 +692,11 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
 
     /// Ends the session gracefully: DISCONNECT (so the broker drops the will), then close. No
     /// reconnect until [`restart`](Self::restart). Stored messages stay.
+    ///
+    /// Until DISCONNECT is written, acknowledgements still go out first (also those the
+    /// application gives [`acknowledge`](Self::acknowledge) after this call), and inbound
+    /// PUBACK and PUBCOMP still end their messages; nothing the broker sends meanwhile turns
+    /// the disconnect into a reconnect.
     pub fn disconnect(&mut self, now: Instant) {
         match self.link {
             Link::AwaitConnAck {
@@ -742,19 +761,27 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
                 self.keepalive.ping_sent = None;
                 Ok(None)
             }
-            (link, Packet::Publish(p)) if link.is_accepted() => self.on_publish(p),
-            (link, Packet::PubRel(rel)) if link.is_accepted() => {
+            (link, Packet::Publish(p)) if link.takes_inbound() => self.on_publish(p),
+            (link, Packet::PubRel(rel)) if link.takes_inbound() => {
                 let id = rel.packet_id;
                 self.inbound_qos2.retain(|&open| open != id);
                 self.push_control(Control::PubComp(id))?;
                 Ok(None)
             }
-            (Link::Up, Packet::PubAck(ack)) => {
-                self.on_publish_done(PacketType::PubAck, ack.packet_id, QoS::AtLeastOnce)
-            }
+            (Link::Up, Packet::PubAck(ack)) => self.on_puback(ack.packet_id),
             (Link::Up, Packet::PubComp(comp)) => {
                 self.on_publish_done(PacketType::PubComp, comp.packet_id, QoS::ExactlyOnce)
             }
+            // Leaving: acknowledgements still end their messages (no resend after a restart);
+            // anything else, even a protocol error, must not turn the DISCONNECT the
+            // application asked for into a reconnect.
+            (Link::Closing { .. }, Packet::PubAck(ack)) => {
+                Ok(self.on_puback(ack.packet_id).unwrap_or(None))
+            }
+            (Link::Closing { .. }, Packet::PubComp(comp)) => Ok(self
+                .on_publish_done(PacketType::PubComp, comp.packet_id, QoS::ExactlyOnce)
+                .unwrap_or(None)),
+            (Link::Closing { .. }, _) => Ok(None),
             (Link::Up, Packet::PubRec(rec)) => {
                 let i = self
                     .outbox
@@ -869,6 +896,32 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
             dup: p.dup,
             ack,
         }))
+    }
+
+    /// PUBACK ends a QoS 1 message, and also a QoS 2 message still waiting for PUBREC: a
+    /// broker without QoS 2 (RabbitMQ 3.x) takes it at QoS 1 and answers PUBACK. Treating that
+    /// as a protocol error would resend the message after every reconnect, each time
+    /// delivered again, with the backoff reset by every successful connect: a storm. The
+    /// exchange is over, and the application hears that the guarantee was weaker.
+    fn on_puback(&mut self, id: PacketId) -> Result<Option<IncomingMessage<'static>>, CloseReason> {
+        let downgraded = self.outbox.find(|e| {
+            e.packet_id == Some(id)
+                && e.qos == QoS::ExactlyOnce
+                && matches!(e.stage, Stage::AwaitingAck(_))
+        });
+        if let Some(i) = downgraded {
+            if let Some(entry) = self.outbox.remove(i) {
+                warn!(
+                    "QoS 2 message {} answered with PUBACK: the broker took it at QoS 1 \
+                     (set Config::max_qos)",
+                    entry.id.0
+                );
+                self.push_event(Event::PublishDowngraded(entry.id));
+                self.push_event(Event::Published(entry.id));
+            }
+            return Ok(None);
+        }
+        self.on_publish_done(PacketType::PubAck, id, QoS::AtLeastOnce)
     }
 
     fn on_publish_done(

@@ -1095,3 +1095,161 @@ fn test_disconnect_sends_disconnect_then_closes() {
         Err(PublishError::Stopped)
     );
 }
+
+fn inbound_qos1(rig: &mut Rig, packet_id: u16) -> InboundAck {
+    let publish = Publish {
+        dup: false,
+        qos: PublishQos::AtLeastOnce(id(packet_id)),
+        retain: false,
+        topic: "in",
+        payload: b"m",
+    };
+    rig.s
+        .handle_packet(rig.now, Packet::Publish(publish))
+        .and_then(|m| m.ack)
+        .expect("a QoS 1 message")
+}
+
+#[test]
+fn test_acknowledgements_owed_at_disconnect_go_out_before_it() {
+    // Found against mosquitto and RabbitMQ: a persistent session got its last messages again
+    // because their PUBACKs were dropped at DISCONNECT.
+    let mut rig = Rig::default();
+    rig.up(false);
+    let first = inbound_qos1(&mut rig, 7);
+    rig.s.acknowledge(rig.now, first);
+    let last = inbound_qos1(&mut rig, 8);
+    rig.s.disconnect(rig.now);
+    // The client hands over the last message's acknowledgement after `disconnect`.
+    rig.s.acknowledge(rig.now, last);
+    assert_eq!(
+        rig.sent(),
+        vec![Wire::PubAck(7), Wire::PubAck(8), Wire::Disconnect]
+    );
+    assert_eq!(rig.commands(), vec![Command::Close]);
+    assert_eq!(rig.s.state(), State::Stopped);
+}
+
+#[test]
+fn test_inbound_packets_while_closing_do_not_reconnect() {
+    let mut rig = Rig::default();
+    rig.up(false);
+    let q1 = rig.publish("t", QoS::AtLeastOnce);
+    let q1_again = rig.publish("t", QoS::AtLeastOnce);
+    assert_eq!(rig.sent().len(), 2);
+    rig.events();
+    rig.s.disconnect(rig.now);
+    // Whatever was already on its way: an acknowledgement, a PINGRESP nobody asked for, a
+    // CONNACK, an acknowledgement for nothing. None is a reason to reconnect.
+    rig.recv(Packet::PubAck(PubAck::new(id(1))));
+    rig.recv(Packet::PingResp);
+    rig.recv(Packet::ConnAck(ConnAck {
+        session_present: false,
+        code: ConnectReturnCode::Accepted,
+    }));
+    rig.recv(Packet::PubAck(PubAck::new(id(99))));
+    assert_eq!(rig.events(), vec![Event::Published(q1)]);
+    assert_eq!(rig.sent(), vec![Wire::Disconnect]);
+    assert_eq!(rig.s.state(), State::Stopped);
+    // The unacknowledged one stays for a restart.
+    assert_eq!(rig.s.stored_messages(), 1);
+    assert!(!rig.s.discard(q1));
+    let _ = q1_again;
+}
+
+#[test]
+fn test_disconnect_while_awaiting_connack_stops_even_if_connack_comes() {
+    let mut rig = Rig::default();
+    rig.s.handle_timeout(rig.now);
+    assert_eq!(rig.commands(), vec![Command::Open]);
+    rig.s.connected(rig.now);
+    assert!(matches!(rig.sent().as_slice(), [Wire::Connect { .. }]));
+    rig.s.disconnect(rig.now);
+    rig.recv(Packet::ConnAck(ConnAck {
+        session_present: false,
+        code: ConnectReturnCode::Accepted,
+    }));
+    assert_eq!(rig.sent(), vec![Wire::Disconnect]);
+    assert_eq!(rig.s.state(), State::Stopped);
+    assert!(
+        !rig.events()
+            .iter()
+            .any(|e| matches!(e, Event::Down { .. } | Event::Reconnecting { .. }))
+    );
+}
+
+// ----- brokers without QoS 2 (RabbitMQ 3.x) -----
+
+#[test]
+fn test_max_qos_refuses_publishes_above_it() {
+    let mut config = Config::new("dev-1");
+    assert_eq!(config.max_qos, QoS::ExactlyOnce, "the default allows QoS 2");
+    config.max_qos = QoS::AtLeastOnce;
+    let mut rig = Rig::new(config);
+    let two = OutgoingMessage::new("t", b"x").qos(QoS::ExactlyOnce);
+    assert_eq!(
+        rig.s.publish(rig.now, &two),
+        Err(PublishError::QosNotSupported {
+            requested: QoS::ExactlyOnce,
+            max: QoS::AtLeastOnce,
+        })
+    );
+    assert_eq!(rig.s.stored_messages(), 0, "nothing stored");
+    rig.publish("t", QoS::AtLeastOnce);
+    rig.publish("t", QoS::AtMostOnce);
+    rig.up(false);
+    let sent = rig.sent();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    // The first packet id was not spent on the refused message.
+    assert!(matches!(sent[0], Wire::Publish { qos: 1, id: 1, .. }));
+    let text = PublishError::QosNotSupported {
+        requested: QoS::ExactlyOnce,
+        max: QoS::AtLeastOnce,
+    }
+    .to_string();
+    assert!(text.contains("max_qos"), "{text}");
+}
+
+#[test]
+fn test_puback_for_qos2_ends_the_exchange_as_downgraded() {
+    // RabbitMQ 3.10 answers a QoS 2 PUBLISH with PUBACK. As a protocol error this meant a
+    // reconnect, a resend with DUP and another delivery, forever.
+    let mut rig = Rig::default();
+    rig.up(false);
+    let pid = rig.publish("t", QoS::ExactlyOnce);
+    assert!(matches!(
+        rig.sent().as_slice(),
+        [Wire::Publish { qos: 2, id: 1, .. }]
+    ));
+    rig.recv(Packet::PubAck(PubAck::new(id(1))));
+    assert_eq!(
+        rig.events(),
+        vec![Event::PublishDowngraded(pid), Event::Published(pid)]
+    );
+    assert!(rig.s.is_up());
+    assert_eq!(rig.s.stored_messages(), 0);
+    rig.advance(60_000);
+    assert!(
+        rig.sent()
+            .iter()
+            .all(|w| !matches!(w, Wire::Publish { .. } | Wire::PubRel(_))),
+        "not sent again"
+    );
+    // Once PUBREC came, PUBACK is a protocol error again.
+    let _ = rig.events();
+    rig.publish("t", QoS::ExactlyOnce);
+    let sent = rig.sent();
+    let Some(Wire::Publish { id: second, .. }) = sent.last().cloned() else {
+        panic!("{sent:?}")
+    };
+    rig.recv(Packet::PubRec(PubRec::new(id(second))));
+    assert_eq!(rig.sent(), vec![Wire::PubRel(second)]);
+    rig.recv(Packet::PubAck(PubAck::new(id(second))));
+    assert!(rig.events().iter().any(|e| matches!(
+        e,
+        Event::Down {
+            reason: CloseReason::Protocol(ProtocolError::UnknownPacketId(PacketType::PubAck, _)),
+            ..
+        }
+    )));
+}
