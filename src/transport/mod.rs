@@ -10,7 +10,10 @@
 //!
 //! - `connect` replaces any previous connection. It may take as long as the network needs: the
 //!   client races it against the session's connect timeout and drops the future when that
-//!   passes, so it must be cancel-safe (leave the transport closed or closable).
+//!   passes, so it must be cancel-safe (leave the transport closed or closable). A dropped
+//!   `poll` drops it too: a transport should then carry on with the attempt in progress at the
+//!   next `connect` rather than start over (until `close`), or an application whose `select`
+//!   loop wakes more often than a connect takes never connects. The tokio adapter does.
 //! - `read` waits for at least one byte. `Ok(0)` means the peer closed the connection (end of
 //!   stream); any error means the connection is broken. "No data yet" must never be `Ok(0)` or
 //!   an error: the future just stays pending. Reads and writes must be cancel-safe: a future

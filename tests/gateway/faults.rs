@@ -353,8 +353,9 @@ slow_test! {
 slow_test! {
     /// A link that goes silent without closing (a relay between client and mosquitto stops
     /// forwarding both ways, sockets open) while the application publishes QoS 0 every
-    /// 100 ms: the client finds it dead with `Down(PingTimeout)` within keepalive + ping
-    /// timeout of the silence, reconnects, and the publishes flow again.
+    /// 100 ms (and QoS 1 every 500 ms): the client finds it dead with `Down(PingTimeout)`
+    /// within keepalive + ping timeout of the silence, reconnects, the publishes flow again,
+    /// and every QoS 1 message that went into the silence is sent again and arrives.
     async fn silent_link_is_found_within_keepalive_plus_ping_timeout() {
         let broker = Mosquitto::start("silent", "").await;
         let relay = Relay::start(broker.addr()).await;
@@ -364,21 +365,37 @@ slow_test! {
         config.keep_alive_secs = keep_alive.as_secs() as u16;
         config.ping_timeout = SwDuration::from_secs(ping_timeout.as_secs());
         let mut client = ClientTask::spawn(config, relay.addr(), 67, &[]);
+
+        // A subscriber straight on the broker, recording what arrives.
         let mut watcher = RawClient::connect(broker.addr(), "fault-silent-watcher", 0).await;
-        watcher.subscribe("fault/silent/#", QoS::AtMostOnce).await;
+        watcher.subscribe("fault/silent/#", QoS::AtLeastOnce).await;
+        let arrived = Arc::new(Mutex::new(Vec::<(String, Instant)>::new()));
+        let arrivals = arrived.clone();
+        let watching = tokio::spawn(async move {
+            while let Some((topic, _)) = watcher.next_message(Duration::from_secs(3600)).await {
+                arrivals.lock().unwrap().push((topic, Instant::now()));
+            }
+        });
         client.wait_for(Duration::from_secs(10), "Up", Ev::is_up).await;
 
-        // The application: a QoS 0 message every 100 ms, whatever the link does.
+        // The application: a QoS 0 message every 100 ms and a QoS 1 message every 500 ms,
+        // whatever the link does.
         let handle = client.handle();
+        let qos1 = Arc::new(Mutex::new(Vec::new()));
         let refused = Arc::new(Mutex::new(Vec::new()));
-        let refused_by_publisher = refused.clone();
+        let (qos1_sent, refused_by_publisher) = (qos1.clone(), refused.clone());
         let publisher = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(100));
             for n in 0u32.. {
                 tick.tick().await;
-                let topic = format!("fault/silent/{n}");
-                if let Err(e) = handle.publish(&topic, b"-", QoS::AtMostOnce).await {
-                    refused_by_publisher.lock().unwrap().push((n, e));
+                let (topic, qos) = match n % 5 {
+                    0 => (format!("fault/silent/q1/{n}"), QoS::AtLeastOnce),
+                    _ => (format!("fault/silent/q0/{n}"), QoS::AtMostOnce),
+                };
+                match handle.publish(&topic, b"-", qos).await {
+                    Ok(id) if qos == QoS::AtLeastOnce => qos1_sent.lock().unwrap().push((id, topic)),
+                    Ok(_) => {}
+                    Err(e) => refused_by_publisher.lock().unwrap().push((n, e)),
                 }
             }
         });
@@ -386,8 +403,8 @@ slow_test! {
         // Healthy for 3 s: messages arrive.
         client.collect_for(Duration::from_secs(3)).await;
         assert!(
-            watcher.next_message(Duration::from_secs(2)).await.is_some(),
-            "no QoS 0 message got through the healthy relay"
+            !arrived.lock().unwrap().is_empty(),
+            "nothing got through the healthy relay"
         );
 
         let before_freeze = client.history.len();
@@ -417,20 +434,45 @@ slow_test! {
         let up = client
             .wait_for(Duration::from_secs(10), "Up again", Ev::is_up)
             .await;
-        // Drain what was published before or during the silence, then see new messages.
-        while watcher.next_message(Duration::from_millis(10)).await.is_some() {}
-        let fresh = watcher.next_message(Duration::from_secs(3)).await;
+        client.collect_for(Duration::from_secs(1)).await;
         publisher.abort();
-        assert!(fresh.is_some(), "no QoS 0 message after the reconnect");
+        let fresh = arrived
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, at)| *at > up.at)
+            .count();
+        assert!(fresh > 0, "nothing arrived after the reconnect");
+
+        // Every QoS 1 message, including those written into the silence, acknowledged and
+        // delivered.
+        let qos1 = qos1.lock().unwrap().clone();
+        let ids: Vec<_> = qos1.iter().map(|(id, _)| *id).collect();
+        client.wait_published(Duration::from_secs(10), &ids).await;
+        let started = Instant::now();
+        let missing = loop {
+            let got: BTreeSet<String> =
+                arrived.lock().unwrap().iter().map(|(t, _)| t.clone()).collect();
+            let missing: Vec<&String> =
+                qos1.iter().map(|(_, t)| t).filter(|t| !got.contains(*t)).collect();
+            if missing.is_empty() || started.elapsed() > Duration::from_secs(5) {
+                break missing;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        watching.abort();
+        assert!(missing.is_empty(), "QoS 1 messages lost: {missing:?}");
         let refused = refused.lock().unwrap().clone();
         println!(
             "[fault silent link] keepalive {}, ping timeout {}: Down(PingTimeout) {} after the \
-             link went silent ({written_into_silence} QoS 0 messages written into the silence), \
-             up again {} later; publishes refused: {refused:?}; relay accepted {} connections",
+             link went silent ({written_into_silence} messages written into the silence), up \
+             again {} later; all {} QoS 1 messages delivered; publishes refused: {refused:?}; \
+             relay accepted {} connections",
             secs(keep_alive),
             secs(ping_timeout),
             secs(detected),
             secs(up.at.duration_since(down.at)),
+            qos1.len(),
             relay.accepted()
         );
     }
