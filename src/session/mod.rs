@@ -710,6 +710,10 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
                 self.push_event(Event::Disconnected);
             }
             Link::AwaitConnAck { .. } | Link::AwaitFirstPong { .. } | Link::Up => {
+                if let Link::AwaitConnAck { .. } = self.link {
+                    // This connection's CONNECT will never see its CONNACK.
+                    self.session_unconfirmed = true;
+                }
                 self.link = Link::Closing {
                     deadline: now + self.config.ping_timeout,
                 };

@@ -950,6 +950,26 @@ fn test_subscriptions_renewed_when_an_earlier_connack_was_lost() {
     rig.s.closed(rig.now);
     rig.reconnect(true);
     let sent = rig.sent();
+    let [Wire::Subscribe { id, filters }] = sent.as_slice() else {
+        panic!("{sent:?}")
+    };
+    assert_eq!(filters, &vec![("a".to_string(), 1)]);
+    rig.recv(Packet::SubAck(SubAck {
+        packet_id: self::id(*id),
+        codes: (&[SubAckReturnCode::GrantedQos1]).into(),
+    }));
+    // The same when the application disconnects while the CONNACK is awaited (seed 6515).
+    rig.s.closed(rig.now);
+    rig.now = rig.s.poll_timeout().unwrap();
+    rig.s.handle_timeout(rig.now);
+    rig.s.connected(rig.now);
+    assert!(matches!(rig.sent().as_slice(), [Wire::Connect { .. }]));
+    rig.s.disconnect(rig.now);
+    assert_eq!(rig.sent(), vec![Wire::Disconnect]);
+    rig.s.restart(rig.now);
+    rig.commands();
+    rig.up(true);
+    let sent = rig.sent();
     assert!(
         matches!(sent.as_slice(), [Wire::Subscribe { filters, .. }] if filters == &vec![("a".to_string(), 1)]),
         "{sent:?}"
