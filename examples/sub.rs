@@ -16,7 +16,6 @@ mod cli;
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use cli::{Args, COMMON_USAGE, Common, EXIT_USAGE, Lifecycle};
 use shearwater::client::{Buffers, Client, ClientError, ClientEvent, TokioClock};
@@ -181,10 +180,7 @@ async fn run(options: &Options) -> Result<(), (u8, String)> {
                 ));
                 received += 1;
                 if options.count.is_some_and(|n| received >= n) && !disconnecting {
-                    // The acknowledgement of this message goes out at the next `poll`. Give
-                    // it that poll before disconnecting: the session drops acknowledgements
-                    // that are still owed once it is closing.
-                    let _ = tokio::time::timeout(Duration::from_millis(100), client.poll()).await;
+                    // This message's acknowledgement still goes out, before DISCONNECT.
                     life.log(format_args!("{received} messages: disconnecting"));
                     client.disconnect();
                     disconnecting = true;

@@ -1,7 +1,8 @@
 //! The real client over real loopback TCP against the in-process broker (rumqttd, see
 //! `examples/support/broker.rs`): connect and up, wildcard subscriptions, QoS 0/1/2 both
-//! ways, retained messages, unsubscribe, will, clean disconnect, and a reconnect through a
-//! staged broker outage with subscriptions renewed and stored messages delivered.
+//! ways, retained messages, unsubscribe, will, clean disconnect (the last message acknowledged
+//! before DISCONNECT, as a persistent session shows), and a reconnect through a staged broker
+//! outage with subscriptions renewed and stored messages delivered.
 //!
 //! Part of plain `cargo test`: nothing to install, each test has a broker of its own on a free
 //! port and a time limit, so nothing hangs.
@@ -476,6 +477,33 @@ async fn reconnects_after_an_outage_renews_subscriptions_and_delivers_stored_mes
         let got = messages(&mut c, 1).await;
         assert_eq!(got[0].topic, "outage/in");
         assert_eq!(got[0].payload, b"welcome back");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_message_handled_just_before_disconnect_is_acknowledged() {
+    bounded(async {
+        let broker = start_broker();
+        let persistent = |config: &mut Config<'static>| config.clean_session = false;
+        let mut c = client(broker.addr(), "ack-then-leave", persistent);
+        subscribe(&mut c, &[("leave/x", QoS::AtLeastOnce)]).await;
+        let mut publisher = client(broker.addr(), "ack-then-leave-pub", |_| {});
+        let message = OutgoingMessage::new("leave/x", b"once").qos(QoS::AtLeastOnce);
+        publish(&mut publisher, message).await;
+
+        // Disconnect right after the message was handed out: its PUBACK still goes first.
+        assert_eq!(messages(&mut c, 1).await[0].payload, b"once");
+        c.disconnect();
+        until(&mut c, |e| *e == Ev::Session(Event::Disconnected)).await;
+
+        // The broker kept the session and has nothing to deliver again.
+        let mut again = client(broker.addr(), "ack-then-leave", persistent);
+        let events = until(&mut again, |e| matches!(e, Ev::Session(Event::Up { .. }))).await;
+        assert!(events.contains(&Ev::Session(Event::Up {
+            session_present: true
+        })));
+        assert_eq!(received(&during_quiet(&mut again).await), [] as [&Msg; 0]);
     })
     .await;
 }
