@@ -16,28 +16,51 @@ use tokio::task::{JoinHandle, JoinSet};
 /// A TCP relay between clients and an upstream. [`freeze`](Relay::freeze) makes every
 /// connection open at that moment stop forwarding in both directions *without closing*: the
 /// sockets stay open, bytes pile up unread, nothing comes back. Connections accepted later are
-/// relayed normally. Everything is dropped with the relay.
+/// relayed normally. [`vanish`](Relay::vanish) makes its address go dark like a host that is
+/// gone: nothing is accepted any more and new connection attempts get no answer at all (no
+/// SYN-ACK, no reset). Everything is dropped with the relay.
 pub struct Relay {
     addr: SocketAddr,
     accepted: Arc<AtomicUsize>,
     /// Connections with an index below this value are frozen.
     frozen_below: watch::Sender<usize>,
+    vanished: watch::Sender<bool>,
+    /// Connections that fill the accept queue once the relay vanished.
+    queue_fillers: Mutex<Vec<TcpStream>>,
     task: JoinHandle<()>,
 }
+
+/// The relay's listen backlog: small, so that a few connections fill the accept queue.
+const BACKLOG: u32 = 4;
 
 impl Relay {
     /// Listens on a free loopback port and relays to `upstream`.
     pub async fn start(upstream: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
+        let socket = tokio::net::TcpSocket::new_v4().expect("relay socket");
+        socket
+            .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .expect("bind relay");
+        let listener = socket.listen(BACKLOG).expect("relay listen");
         let addr = listener.local_addr().expect("relay address");
         let accepted = Arc::new(AtomicUsize::new(0));
         let (frozen_below, frozen) = watch::channel(0);
+        let (vanished, mut vanishing) = watch::channel(false);
         let counter = accepted.clone();
         let task = tokio::spawn(async move {
             // Owned here: aborting this task drops the set, which aborts every connection.
             let mut connections = JoinSet::new();
             loop {
-                let Ok((client, _)) = listener.accept().await else {
+                let accept = tokio::select! {
+                    accept = listener.accept() => accept,
+                    _ = async { vanishing.wait_for(|v| *v).await.is_ok() } => {
+                        // Gone: keep the listener (so the port is not refused) and never
+                        // accept again; connections already relayed go on.
+                        while connections.join_next().await.is_some() {}
+                        std::future::pending::<()>().await;
+                        return;
+                    }
+                };
+                let Ok((client, _)) = accept else {
                     continue;
                 };
                 let index = counter.fetch_add(1, Ordering::SeqCst);
@@ -63,6 +86,8 @@ impl Relay {
             addr,
             accepted,
             frozen_below,
+            vanished,
+            queue_fillers: Mutex::new(Vec::new()),
             task,
         }
     }
@@ -81,6 +106,28 @@ impl Relay {
     pub fn freeze(&self) -> Instant {
         self.frozen_below.send_replace(self.accepted());
         Instant::now()
+    }
+
+    /// Stops accepting and fills the accept queue, so that the kernel drops every further
+    /// SYN: connecting to the address now hangs until the connector's own timeout, as for a
+    /// host that went away. Connections already relayed are left as they are.
+    pub async fn vanish(&self) {
+        self.vanished.send_replace(true);
+        // Let the accept loop see it before the queue is filled behind its back.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        for _ in 0..=BACKLOG + 8 {
+            let attempt = tokio::time::timeout(
+                std::time::Duration::from_millis(300),
+                TcpStream::connect(self.addr),
+            )
+            .await;
+            match attempt {
+                Ok(Ok(stream)) => self.queue_fillers.lock().unwrap().push(stream),
+                Ok(Err(e)) => panic!("relay: connecting to fill its queue: {e}"),
+                Err(_) => return, // No answer: the queue is full.
+            }
+        }
+        panic!("relay: the accept queue never filled");
     }
 }
 

@@ -9,11 +9,12 @@
 
 #[cfg(feature = "tokio")]
 use {
+    crate::fakes::Relay,
     crate::harness::{ClientTask, Ev, reconnect_delays, secs},
     crate::mqtt::RawClient,
     crate::processes::{Haproxy, Mosquitto},
     shearwater::packet::QoS,
-    shearwater::session::{Config, Event, State},
+    shearwater::session::{CloseReason, Config, Event, State},
     shearwater::time::Duration as SwDuration,
     std::collections::BTreeSet,
     std::time::{Duration, Instant},
@@ -25,12 +26,29 @@ struct Gateway {
     /// `b1` (HAProxy's first server) and `b2` (which holds the bridge to `b1`).
     brokers: [Mosquitto; 2],
     haproxy: Haproxy,
+    /// With [`Gateway::start_with_b1_host`]: the address HAProxy knows `b1` by, a relay
+    /// that can vanish like a host that is gone.
+    b1_host: Option<Relay>,
 }
 
 #[cfg(feature = "tokio")]
 impl Gateway {
     async fn start() -> Self {
+        Self::start_inner(false).await
+    }
+
+    /// HAProxy reaches `b1` through a relay (its "host"), which the test can make vanish.
+    async fn start_with_b1_host() -> Self {
+        Self::start_inner(true).await
+    }
+
+    async fn start_inner(b1_behind_host: bool) -> Self {
         let b1 = Mosquitto::start("b1", "").await;
+        let b1_host = match b1_behind_host {
+            true => Some(Relay::start(b1.addr()).await),
+            false => None,
+        };
+        let b1_port = b1_host.as_ref().map_or(b1.port(), |h| h.addr().port());
         let bridge = format!(
             "connection b2-to-b1\n\
              address 127.0.0.1:{}\n\
@@ -42,7 +60,7 @@ impl Gateway {
             b1.port()
         );
         let b2 = Mosquitto::start("b2", &bridge).await;
-        let haproxy = Haproxy::start(&[("b1", b1.port()), ("b2", b2.port())]).await;
+        let haproxy = Haproxy::start(&[("b1", b1_port), ("b2", b2.port())]).await;
         haproxy
             .wait_servers(Duration::from_secs(10), "both servers UP", |servers| {
                 servers.len() == 2 && servers.iter().all(|s| s.status == "UP")
@@ -54,6 +72,7 @@ impl Gateway {
         Self {
             brokers: [b1, b2],
             haproxy,
+            b1_host,
         }
     }
 
@@ -203,128 +222,193 @@ slow_test! {
     /// through the other broker, renews its subscription, and every QoS 1 message it accepted
     /// during the outage reaches a subscriber.
     async fn failover_to_the_other_broker_loses_nothing() {
-        let mut gw = Gateway::start().await;
-        let mut config = Config::new("gw-failover");
-        // Short enough for a test, long enough for a loopback broker.
-        config.connack_timeout = SwDuration::from_secs(2);
-        config.backoff.min = SwDuration::from_millis(250);
-        config.backoff.max = SwDuration::from_secs(4);
-        let mut client =
-            ClientTask::spawn(config, gw.haproxy.addr(), 23, &[("gw/down/#", QoS::AtLeastOnce)]);
-        client.wait_for(Duration::from_secs(10), "Up", Ev::is_up).await;
-        client
-            .wait_for(Duration::from_secs(5), "Subscribed", |ev| {
-                matches!(ev, Ev::Session(Event::Subscribed { .. }))
-            })
-            .await;
+        failover(false).await;
+    }
+}
 
-        let dead = gw.client_broker().await;
-        let survivor = 1 - dead;
-        assert_eq!(dead, 0, "balance first: the client is on b1");
-        let mut watcher = RawClient::connect(gw.brokers[survivor].addr(), "gw-watcher", 0).await;
-        watcher.subscribe("gw/up/#", QoS::AtLeastOnce).await;
-        let mut feeder = RawClient::connect(gw.brokers[survivor].addr(), "gw-feeder", 0).await;
+slow_test! {
+    /// (c) As above, but the killed broker's host goes with it (a container or machine that
+    /// is gone): its address no longer answers at all, so until HAProxy marks it down (two
+    /// failed checks) HAProxy accepts the client's connections and hangs trying to reach it:
+    /// no CONNACK. The CONNACK timeout and the backoff carry the client through to the
+    /// other broker.
+    async fn failover_when_the_backend_host_vanishes_survives_connack_timeouts() {
+        failover(true).await;
+    }
+}
 
-        // Before the failover, through the bridge both ways.
+/// The failover scenario; with `vanish` the dead broker's address goes dark too.
+#[cfg(feature = "tokio")]
+async fn failover(vanish: bool) {
+    let mut gw = match vanish {
+        true => Gateway::start_with_b1_host().await,
+        false => Gateway::start().await,
+    };
+    let mut config = Config::new("gw-failover");
+    // Short enough for a test, long enough for a loopback broker; with a vanished host,
+    // shorter than HAProxy takes to mark it down, so that an attempt times out.
+    config.connack_timeout = match vanish {
+        true => SwDuration::from_secs(1),
+        false => SwDuration::from_secs(2),
+    };
+    config.backoff.min = SwDuration::from_millis(250);
+    config.backoff.max = SwDuration::from_secs(4);
+    let mut client = ClientTask::spawn(
+        config,
+        gw.haproxy.addr(),
+        23,
+        &[("gw/down/#", QoS::AtLeastOnce)],
+    );
+    client
+        .wait_for(Duration::from_secs(10), "Up", Ev::is_up)
+        .await;
+    client
+        .wait_for(Duration::from_secs(5), "Subscribed", |ev| {
+            matches!(ev, Ev::Session(Event::Subscribed { .. }))
+        })
+        .await;
+
+    let dead = gw.client_broker().await;
+    let survivor = 1 - dead;
+    assert_eq!(dead, 0, "balance first: the client is on b1");
+    let mut watcher = RawClient::connect(gw.brokers[survivor].addr(), "gw-watcher", 0).await;
+    watcher.subscribe("gw/up/#", QoS::AtLeastOnce).await;
+    let mut feeder = RawClient::connect(gw.brokers[survivor].addr(), "gw-feeder", 0).await;
+
+    // Before the failover, through the bridge both ways.
+    let id = client
+        .publish("gw/up/before", b"-", QoS::AtLeastOnce)
+        .await
+        .expect("publish");
+    client.wait_published(Duration::from_secs(5), &[id]).await;
+    let seen = watcher.next_message(Duration::from_secs(5)).await;
+    assert_eq!(seen.map(|m| m.0).as_deref(), Some("gw/up/before"));
+    feeder
+        .publish("gw/down/before", b"-", QoS::AtLeastOnce)
+        .await;
+    client
+        .wait_for(
+            Duration::from_secs(5),
+            "gw/down/before",
+            |ev| matches!(ev, Ev::Message { topic, .. } if topic == "gw/down/before"),
+        )
+        .await;
+
+    // The crash.
+    let before_kill = client.history.len();
+    if let Some(host) = &gw.b1_host {
+        host.vanish().await;
+    }
+    gw.brokers[dead].kill();
+    let killed = Instant::now();
+    let down = client
+        .wait_for(Duration::from_secs(10), "Down", |ev| {
+            ev.down_reason().is_some()
+        })
+        .await;
+
+    // The application goes on publishing while the client is down.
+    let mut outage_ids = Vec::new();
+    let mut outage_topics = BTreeSet::new();
+    for n in 0..10 {
+        let topic = format!("gw/up/outage/{n}");
         let id = client
-            .publish("gw/up/before", b"-", QoS::AtLeastOnce)
+            .publish(&topic, n.to_string().as_bytes(), QoS::AtLeastOnce)
             .await
-            .expect("publish");
-        client.wait_published(Duration::from_secs(5), &[id]).await;
-        let seen = watcher.next_message(Duration::from_secs(5)).await;
-        assert_eq!(seen.map(|m| m.0).as_deref(), Some("gw/up/before"));
-        feeder.publish("gw/down/before", b"-", QoS::AtLeastOnce).await;
-        client
-            .wait_for(Duration::from_secs(5), "gw/down/before", |ev| {
-                matches!(ev, Ev::Message { topic, .. } if topic == "gw/down/before")
-            })
-            .await;
+            .expect("the store takes it");
+        outage_ids.push(id);
+        outage_topics.insert(topic);
+    }
 
-        // The crash.
-        let before_kill = client.history.len();
-        gw.brokers[dead].kill();
-        let killed = Instant::now();
-        let down = client
-            .wait_for(Duration::from_secs(10), "Down", |ev| ev.down_reason().is_some())
-            .await;
-
-        // The application goes on publishing while the client is down.
-        let mut outage_ids = Vec::new();
-        let mut outage_topics = BTreeSet::new();
-        for n in 0..10 {
-            let topic = format!("gw/up/outage/{n}");
-            let id = client
-                .publish(&topic, n.to_string().as_bytes(), QoS::AtLeastOnce)
-                .await
-                .expect("the store takes it");
-            outage_ids.push(id);
-            outage_topics.insert(topic);
-        }
-
-        let up = client
-            .wait_for(Duration::from_secs(30), "Up through the other broker", Ev::is_up)
-            .await;
-        let failover = up.at.duration_since(killed);
-        let attempts = &client.history[before_kill..];
-        let delays = reconnect_delays(attempts);
-        // Each attempt: when it started after the kill, how it ended and how long it took.
-        let mut tries = Vec::new();
-        let mut opened = None;
-        for s in attempts {
-            match &s.ev {
-                Ev::Session(Event::TransportConnected) => opened = Some(s.at),
-                ev => {
-                    if let Some(reason) = ev.down_reason() {
-                        let lasted = opened.take().map(|o| secs(s.at.duration_since(o)));
-                        tries.push(format!(
-                            "{reason:?} at {} (connection lasted {lasted:?})",
-                            secs(s.at.duration_since(killed))
-                        ));
-                    }
+    let up = client
+        .wait_for(
+            Duration::from_secs(30),
+            "Up through the other broker",
+            Ev::is_up,
+        )
+        .await;
+    let failover = up.at.duration_since(killed);
+    let attempts = &client.history[before_kill..];
+    let delays = reconnect_delays(attempts);
+    // Each attempt: when it started after the kill, how it ended and how long it took.
+    let mut tries = Vec::new();
+    let reasons: Vec<_> = attempts.iter().filter_map(|s| s.ev.down_reason()).collect();
+    let mut opened = None;
+    for s in attempts {
+        match &s.ev {
+            Ev::Session(Event::TransportConnected) => opened = Some(s.at),
+            ev => {
+                if let Some(reason) = ev.down_reason() {
+                    let how = match opened.take() {
+                        Some(o) => {
+                            format!("{} after its TCP connect", secs(s.at.duration_since(o)))
+                        }
+                        None => "the live connection".to_owned(),
+                    };
+                    tries.push(format!(
+                        "{reason:?} at {} ({how})",
+                        secs(s.at.duration_since(killed))
+                    ));
                 }
             }
         }
+    }
 
-        // Subscriptions renewed on the new broker: a message published there reaches it.
-        client
-            .wait_for(Duration::from_secs(5), "the renewed Subscribed", |ev| {
-                matches!(ev, Ev::Session(Event::Subscribed { .. }))
-            })
-            .await;
-        feeder.publish("gw/down/after", b"-", QoS::AtLeastOnce).await;
-        client
-            .wait_for(Duration::from_secs(5), "gw/down/after", |ev| {
-                matches!(ev, Ev::Message { topic, .. } if topic == "gw/down/after")
-            })
-            .await;
+    // Subscriptions renewed on the new broker: a message published there reaches it.
+    client
+        .wait_for(Duration::from_secs(5), "the renewed Subscribed", |ev| {
+            matches!(ev, Ev::Session(Event::Subscribed { .. }))
+        })
+        .await;
+    feeder
+        .publish("gw/down/after", b"-", QoS::AtLeastOnce)
+        .await;
+    client
+        .wait_for(
+            Duration::from_secs(5),
+            "gw/down/after",
+            |ev| matches!(ev, Ev::Message { topic, .. } if topic == "gw/down/after"),
+        )
+        .await;
 
-        // None of the outage's messages lost.
-        client.wait_published(Duration::from_secs(10), &outage_ids).await;
-        let mut missing = outage_topics.clone();
-        while !missing.is_empty() {
-            let (topic, _) = watcher
-                .next_message(Duration::from_secs(10))
-                .await
-                .unwrap_or_else(|| panic!("the subscriber never got {missing:?}"));
-            missing.remove(&topic);
-        }
+    // None of the outage's messages lost.
+    client
+        .wait_published(Duration::from_secs(10), &outage_ids)
+        .await;
+    let mut missing = outage_topics.clone();
+    while !missing.is_empty() {
+        let (topic, _) = watcher
+            .next_message(Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("the subscriber never got {missing:?}"));
+        missing.remove(&topic);
+    }
 
-        let servers = gw
-            .haproxy
-            .wait_servers(Duration::from_secs(5), "b1 DOWN, the client on b2", |s| {
-                s[dead].status.starts_with("DOWN") && s[survivor].sessions == 1
-            })
-            .await;
-        assert_eq!(client.state().await, State::Up);
-        println!(
-            "[gateway failover] killed b1: Down ({:?}) after {}, Up through b2 {} after the \
-             kill; downs {tries:?}; delays {:?}; all {} outage messages \
-             delivered; haproxy: {servers:?}",
-            down.ev.down_reason().expect("a Down"),
-            secs(down.at.duration_since(killed)),
-            secs(failover),
-            delays.iter().map(|(f, d)| format!("#{f} {}", secs(*d))).collect::<Vec<_>>(),
-            outage_ids.len(),
+    let servers = gw
+        .haproxy
+        .wait_servers(Duration::from_secs(5), "b1 DOWN, the client on b2", |s| {
+            s[dead].status.starts_with("DOWN") && s[survivor].sessions == 1
+        })
+        .await;
+    assert_eq!(client.state().await, State::Up);
+    if vanish {
+        assert!(
+            reasons.contains(&CloseReason::ConnAckTimeout),
+            "no attempt hung on the vanished host: {tries:?}"
         );
     }
+    println!(
+        "[gateway failover{}] killed b1: Down ({:?}) after {}, Up through b2 {} after the \
+             kill; downs {tries:?}; delays {:?}; all {} outage messages \
+             delivered; haproxy: {servers:?}",
+        if vanish { ", host vanished" } else { "" },
+        down.ev.down_reason().expect("a Down"),
+        secs(down.at.duration_since(killed)),
+        secs(failover),
+        delays
+            .iter()
+            .map(|(f, d)| format!("#{f} {}", secs(*d)))
+            .collect::<Vec<_>>(),
+        outage_ids.len(),
+    );
 }
