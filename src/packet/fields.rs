@@ -105,9 +105,12 @@ pub(crate) fn check_no_null(s: &str, field: Field) -> Result<(), Error> {
 /// check before its word-at-a-time loop can start, while the first chunk of `utf8_chunks` is a
 /// tight byte loop: it ends either at the end of the input (valid, nothing invalid after it) or
 /// at the first ill-formed sequence.
+///
+/// Only on hosts with vector units (see [`any_byte`]); elsewhere it is `from_utf8` alone, one
+/// validation routine in flash instead of two.
 #[inline]
 pub(crate) fn utf8(raw: &[u8]) -> Option<&str> {
-    if raw.len() <= 16 {
+    if cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) && raw.len() <= 16 {
         match raw.utf8_chunks().next() {
             None => Some(""),
             Some(chunk) if chunk.invalid().is_empty() => Some(chunk.valid()),
@@ -124,8 +127,15 @@ pub(crate) fn utf8(raw: &[u8]) -> Option<&str> {
 /// an exit per byte, which the compiler turns into a few vector compares per block. Strings and
 /// topics are short, so the tail is covered by one overlapping block rather than a byte loop.
 /// `pred` should combine its comparisons with `|`, not `||`, so it stays branch-free.
+///
+/// That pays only where 16-byte compares exist (SSE2, NEON: the 64-bit hosts). On an MCU the
+/// unrolled blocks are plain byte compares that cost about 1.5 KiB of flash for the crate's
+/// three scans and gain nothing, so there it is the byte loop.
 #[inline]
 pub(crate) fn any_byte(raw: &[u8], pred: impl Fn(u8) -> bool + Copy) -> bool {
+    if !cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
+        return raw.iter().any(|&b| pred(b));
+    }
     #[inline(always)]
     fn block<const N: usize>(block: &[u8; N], pred: impl Fn(u8) -> bool) -> bool {
         block.iter().fold(false, |found, &b| found | pred(b))
