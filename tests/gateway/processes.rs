@@ -17,6 +17,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// How long a process may take to start listening.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What mosquitto logs once its listeners are open.
+const MOSQUITTO_READY: &str = " running";
+
 /// A port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral loopback port");
@@ -128,34 +131,51 @@ impl Process {
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
-    /// Waits until `addr` accepts TCP connections; panics (with the log) if the process exits
-    /// or the bounded wait runs out.
-    async fn wait_listening(&mut self, addr: SocketAddr) {
+    /// The exit status and log, if the process ended.
+    fn exited(&mut self) -> Option<String> {
+        let status = self.child.as_mut()?.try_wait().ok()??;
+        self.child = None;
+        Some(format!(
+            "{} exited ({status}); log:\n{}",
+            self.name,
+            self.log_tail(40)
+        ))
+    }
+
+    /// Waits until `addr` accepts TCP connections and (if given) the log shows `ready`: the
+    /// log proves that this process, not another one on the same port, is listening. Fails
+    /// with the log if the process exits or the bounded wait runs out.
+    async fn wait_ready(&mut self, addr: SocketAddr, ready: Option<&str>) -> Result<(), String> {
         let started = Instant::now();
         loop {
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                panic!(
+                self.child = None;
+                return Err(format!(
                     "{} exited during start-up ({status}); log:\n{}",
                     self.name,
                     self.log_tail(40)
-                );
+                ));
             }
-            let attempt = tokio::time::timeout(
-                Duration::from_millis(500),
-                tokio::net::TcpStream::connect(addr),
-            )
-            .await;
-            if let Ok(Ok(_stream)) = attempt {
-                return;
+            let logged = ready.is_none_or(|marker| self.log_text().contains(marker));
+            if logged {
+                let attempt = tokio::time::timeout(
+                    Duration::from_millis(500),
+                    tokio::net::TcpStream::connect(addr),
+                )
+                .await;
+                if let Ok(Ok(_stream)) = attempt {
+                    return Ok(());
+                }
             }
-            assert!(
-                started.elapsed() < READY_TIMEOUT,
-                "{} did not listen on {addr} within {READY_TIMEOUT:?}; log:\n{}",
-                self.name,
-                self.log_tail(40)
-            );
+            if started.elapsed() > READY_TIMEOUT {
+                return Err(format!(
+                    "{} did not listen on {addr} within {READY_TIMEOUT:?}; log:\n{}",
+                    self.name,
+                    self.log_tail(40)
+                ));
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -188,30 +208,41 @@ impl Mosquitto {
     pub async fn start(name: &str, extra: &str) -> Self {
         let program = find_binary("mosquitto", "mosquitto");
         let dir = TempDir::new(name);
-        let port = free_port();
-        let config = dir.path().join("mosquitto.conf");
-        fs::write(
-            &config,
-            format!(
-                "listener {port} 127.0.0.1\n\
-                 allow_anonymous true\n\
-                 persistence false\n\
-                 log_dest stderr\n\
-                 log_type all\n\
-                 log_timestamp true\n\
-                 {extra}\n"
-            ),
-        )
-        .expect("write the mosquitto configuration");
         let log = dir.path().join("mosquitto.log");
-        let args = vec!["-c".to_owned(), config.display().to_string()];
-        let mut process = Process::spawn(name, program, args, log);
-        process.wait_listening(addr(port)).await;
-        Self {
-            process,
-            port,
-            _dir: dir,
+        let config = dir.path().join("mosquitto.conf");
+        // A free port can be taken by another test between the probe and the broker's bind:
+        // then try another one.
+        for _ in 0..3 {
+            let port = free_port();
+            fs::write(
+                &config,
+                format!(
+                    "listener {port} 127.0.0.1\n\
+                     allow_anonymous true\n\
+                     persistence false\n\
+                     log_dest stderr\n\
+                     log_type all\n\
+                     log_timestamp true\n\
+                     {extra}\n"
+                ),
+            )
+            .expect("write the mosquitto configuration");
+            let _ = fs::remove_file(&log);
+            let args = vec!["-c".to_owned(), config.display().to_string()];
+            let mut process = Process::spawn(name, program.clone(), args, log.clone());
+            match process.wait_ready(addr(port), Some(MOSQUITTO_READY)).await {
+                Ok(()) => {
+                    return Self {
+                        process,
+                        port,
+                        _dir: dir,
+                    };
+                }
+                Err(e) if e.contains("Address already in use") => continue,
+                Err(e) => panic!("{e}"),
+            }
         }
+        panic!("mosquitto {name}: no free port after three tries");
     }
 
     /// Its address.
@@ -231,8 +262,20 @@ impl Mosquitto {
 
     /// Starts it again on the same port, with the same configuration.
     pub async fn restart(&mut self) {
+        let lives = self.log().matches(MOSQUITTO_READY).count();
         self.process.start();
-        self.process.wait_listening(self.addr()).await;
+        let started = Instant::now();
+        // This life's own "running" line, not the last one's.
+        while self.log().matches(MOSQUITTO_READY).count() == lives {
+            assert!(
+                started.elapsed() < READY_TIMEOUT,
+                "restarted mosquitto did not come up; log:\n{}",
+                self.process.log_tail(40)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let result = self.process.wait_ready(self.addr(), None).await;
+        result.unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// Everything it logged so far.
@@ -255,7 +298,7 @@ pub struct ServerStat {
 /// HAProxy in TCP mode on a free loopback port, in front of the given servers, with the
 /// timeouts of a typical MQTT gateway and a stats socket to watch the servers' states.
 pub struct Haproxy {
-    _process: Process,
+    process: Process,
     port: u16,
     socket: PathBuf,
     _dir: TempDir,
@@ -303,36 +346,54 @@ impl Haproxy {
     /// stats socket answers.
     pub async fn start(servers: &[(&str, u16)]) -> Self {
         let program = find_binary("haproxy", "haproxy");
-        let dir = TempDir::new("haproxy");
-        let port = free_port();
-        let socket = dir.path().join("stats.sock");
-        let config = dir.path().join("haproxy.cfg");
-        fs::write(&config, Self::config(port, &socket, servers))
-            .expect("write the haproxy configuration");
-        let log = dir.path().join("haproxy.log");
-        // -db: stay in the foreground, no daemon.
-        let args = vec![
-            "-db".to_owned(),
-            "-f".to_owned(),
-            config.display().to_string(),
-        ];
-        let mut process = Process::spawn("haproxy", program, args, log);
-        process.wait_listening(addr(port)).await;
-        let haproxy = Self {
-            _process: process,
-            port,
-            socket,
-            _dir: dir,
-        };
-        let started = Instant::now();
-        while haproxy.try_servers().await.is_none() {
-            assert!(
-                started.elapsed() < READY_TIMEOUT,
-                "haproxy's stats socket did not answer"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        // A free port can be taken by another test between the probe and HAProxy's bind:
+        // then try another one.
+        for _ in 0..3 {
+            let dir = TempDir::new("haproxy");
+            let socket = dir.path().join("stats.sock");
+            let config = dir.path().join("haproxy.cfg");
+            let log = dir.path().join("haproxy.log");
+            let port = free_port();
+            fs::write(&config, Self::config(port, &socket, servers))
+                .expect("write the haproxy configuration");
+            // -db: stay in the foreground, no daemon.
+            let args = vec![
+                "-db".to_owned(),
+                "-f".to_owned(),
+                config.display().to_string(),
+            ];
+            let process = Process::spawn("haproxy", program.clone(), args, log);
+            let mut haproxy = Self {
+                process,
+                port,
+                socket,
+                _dir: dir,
+            };
+            // HAProxy binds everything before it serves and exits if a bind fails: once the
+            // stats socket in this instance's own directory answers, the frontend is ours.
+            let started = Instant::now();
+            let ready = loop {
+                if haproxy.try_servers().await.is_some() {
+                    break haproxy.process.wait_ready(addr(port), None).await;
+                }
+                if let Some(exit) = haproxy.process.exited() {
+                    break Err(exit);
+                }
+                if started.elapsed() > READY_TIMEOUT {
+                    break Err(format!(
+                        "haproxy's stats socket did not answer; log:\n{}",
+                        haproxy.process.log_tail(40)
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            match ready {
+                Ok(()) => return haproxy,
+                Err(e) if e.contains("Address already in use") => continue,
+                Err(e) => panic!("{e}"),
+            }
         }
-        haproxy
+        panic!("haproxy: no free port after three tries");
     }
 
     /// The frontend's address: where clients connect.
