@@ -744,7 +744,13 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
         let unexpected =
             |p: &Packet<'_>| CloseReason::Protocol(ProtocolError::Unexpected(p.packet_type()));
         match (self.link, packet) {
-            (Link::AwaitConnAck { .. }, Packet::ConnAck(ack)) => {
+            // A CONNACK answers a CONNECT that was written; before that it is out of turn.
+            (
+                Link::AwaitConnAck {
+                    connect_sent: true, ..
+                },
+                Packet::ConnAck(ack),
+            ) => {
                 self.on_connack(now, ack)?;
                 Ok(None)
             }

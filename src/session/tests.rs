@@ -1098,6 +1098,30 @@ fn test_protocol_errors_close_and_reconnect() {
     }));
 }
 
+/// Found by the session fuzz target: a CONNACK that came before the CONNECT was written was
+/// taken as the answer, and the CONNECT was then never sent on that connection.
+#[test]
+fn test_connack_before_connect_is_written_is_a_protocol_error() {
+    let mut rig = Rig::default();
+    rig.s.handle_timeout(rig.now);
+    assert_eq!(rig.commands(), vec![Command::Open]);
+    rig.s.connected(rig.now);
+    rig.recv(Packet::ConnAck(ConnAck {
+        session_present: false,
+        code: ConnectReturnCode::Accepted,
+    }));
+    assert_eq!(rig.commands(), vec![Command::Close]);
+    assert!(rig.events().contains(&Event::Down {
+        reason: CloseReason::Protocol(ProtocolError::Unexpected(PacketType::ConnAck)),
+        was_up: false
+    }));
+    assert_eq!(
+        rig.sent(),
+        vec![],
+        "no CONNECT, no PINGREQ on a closed connection"
+    );
+}
+
 // ----- rule 12: graceful disconnect -----
 
 #[test]
