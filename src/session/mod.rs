@@ -1112,6 +1112,13 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
         }
         warn!("connection down: {:?}", reason);
         self.end_connection();
+        if let Link::Closing { .. } = self.link {
+            // The application asked to leave: a failure before DISCONNECT went out ends the
+            // connection as the DISCONNECT would have, never in a reconnect.
+            self.link = Link::Stopped;
+            self.push_event(Event::Disconnected);
+            return;
+        }
         self.push_event(Event::Down { reason, was_up });
         self.failures = self.failures.saturating_add(1);
         if self

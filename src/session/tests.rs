@@ -1140,6 +1140,29 @@ fn test_disconnect_sends_disconnect_then_closes() {
     );
 }
 
+/// Found by the session fuzz target: after `disconnect`, a failure before the DISCONNECT was
+/// written (here a decode error) turned into a reconnect the application had not asked for.
+#[test]
+fn test_failure_while_closing_stops_instead_of_reconnecting() {
+    let mut rig = Rig::default();
+    rig.up(false);
+    rig.s.disconnect(rig.now);
+    rig.s
+        .handle_decode_error(rig.now, crate::packet::Error::MalformedRemainingLength);
+    assert_eq!(rig.commands(), vec![Command::Close]);
+    let events = rig.events();
+    assert!(events.contains(&Event::Disconnected), "{events:?}");
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::Reconnecting { .. }))
+    );
+    assert_eq!(rig.s.state(), State::Stopped);
+    assert_eq!(rig.s.poll_timeout(), None);
+    rig.advance(600_000);
+    assert_eq!(rig.commands(), vec![], "no reconnect until restart");
+}
+
 fn inbound_qos1(rig: &mut Rig, packet_id: u16) -> InboundAck {
     let publish = Publish {
         dup: false,
