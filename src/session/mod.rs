@@ -881,9 +881,16 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
             }),
             PublishQos::ExactlyOnce(id) => {
                 if self.inbound_qos2.contains(&id) {
-                    // Delivered already; the broker missed our PUBREC. Exactly once: not again.
-                    self.push_control(Control::PubRec(id))?;
-                    return Ok(None);
+                    if p.dup {
+                        // Delivered already; the broker missed our PUBREC. Exactly once: not
+                        // again.
+                        self.push_control(Control::PubRec(id))?;
+                        return Ok(None);
+                    }
+                    // A first attempt (a resend carries DUP, MQTT-3.3.1-1) with an identifier
+                    // still open here: the broker has no such exchange any more (it lost the
+                    // session, and a lost CONNACK hid that), so this is a new message.
+                    self.inbound_qos2.retain(|&open| open != id);
                 }
                 // The identifier is recorded before the message is handed out: with the table
                 // full, refuse it undelivered (the broker sends it again after the reconnect)

@@ -853,6 +853,45 @@ fn test_inbound_qos2_with_a_full_table_is_refused_undelivered() {
     assert!(rig.sent().contains(&Wire::PubRec(5)));
 }
 
+/// Found by the simulation (seed 6176, 2,000 steps): a broker that lost its session (hidden by a
+/// lost CONNACK) reused the identifier of an exchange still open here for a new message, which
+/// was taken for a resend, acknowledged and never delivered. A resend carries DUP; a first
+/// attempt does not.
+#[test]
+fn test_inbound_qos2_first_attempt_with_an_open_id_is_a_new_message() {
+    let mut rig = Rig::default();
+    rig.up(true);
+    let publish = |dup: bool, payload: &'static [u8]| Publish {
+        dup,
+        qos: PublishQos::ExactlyOnce(id(9)),
+        retain: false,
+        topic: "in",
+        payload,
+    };
+    let msg = rig
+        .s
+        .handle_packet(rig.now, Packet::Publish(publish(false, b"old")))
+        .unwrap();
+    rig.s.acknowledge(rig.now, msg.ack.unwrap());
+    rig.s.closed(rig.now);
+    rig.reconnect(true);
+    // A resend of the old one: acknowledged, not delivered again.
+    assert!(
+        rig.s
+            .handle_packet(rig.now, Packet::Publish(publish(true, b"old")))
+            .is_none()
+    );
+    assert_eq!(rig.sent(), vec![Wire::PubRec(9)]);
+    // A first attempt with the same identifier: a new message.
+    let msg = rig
+        .s
+        .handle_packet(rig.now, Packet::Publish(publish(false, b"new")))
+        .expect("delivered");
+    assert_eq!(msg.payload, b"new");
+    rig.s.acknowledge(rig.now, msg.ack.unwrap());
+    assert_eq!(rig.sent(), vec![Wire::PubRec(9)]);
+}
+
 // ----- rule 9: subscriptions -----
 
 #[test]
