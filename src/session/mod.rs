@@ -164,6 +164,8 @@ enum Link {
     Up,
     Closing {
         deadline: Instant,
+        /// The CONNACK had been accepted: inbound traffic is still legitimate.
+        accepted: bool,
     },
     Stopped,
 }
@@ -189,7 +191,7 @@ impl Link {
     /// written yet), so that what the application has dealt with is acknowledged before
     /// DISCONNECT and a persistent session does not get it again.
     fn takes_inbound(self) -> bool {
-        self.is_accepted() || matches!(self, Link::Closing { .. })
+        self.is_accepted() || matches!(self, Link::Closing { accepted: true, .. })
     }
 }
 
@@ -373,7 +375,7 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
             Link::Opening { deadline }
             | Link::AwaitConnAck { deadline, .. }
             | Link::AwaitFirstPong { deadline, .. }
-            | Link::Closing { deadline } => Some(deadline),
+            | Link::Closing { deadline, .. } => Some(deadline),
             Link::Up => {
                 let next_ping = self.keepalive.next_ping(self.config.keep_alive());
                 let ping = match self.keepalive.ping_sent {
@@ -487,7 +489,7 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
                 }
                 _ => {}
             },
-            Link::Closing { deadline } if now >= deadline => {
+            Link::Closing { deadline, .. } if now >= deadline => {
                 self.end_connection();
                 self.push_command(Command::Close);
                 self.link = Link::Stopped;
@@ -716,6 +718,7 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
                 }
                 self.link = Link::Closing {
                     deadline: now + self.config.ping_timeout,
+                    accepted: self.link.is_accepted(),
                 };
             }
             Link::Waiting { .. } => {

@@ -1284,6 +1284,32 @@ fn test_disconnect_while_awaiting_connack_stops_even_if_connack_comes() {
     );
 }
 
+/// Found by the session fuzz target: leaving before the CONNACK came, the session still took
+/// inbound traffic and wrote a PUBCOMP on a connection the broker never accepted.
+#[test]
+fn test_leaving_before_connack_takes_no_inbound_traffic() {
+    let mut rig = Rig::default();
+    rig.s.handle_timeout(rig.now);
+    rig.s.connected(rig.now);
+    assert!(matches!(rig.sent().as_slice(), [Wire::Connect { .. }]));
+    rig.s.disconnect(rig.now);
+    rig.recv(Packet::PubRel(PubRel::new(id(2))));
+    let publish = Publish {
+        dup: false,
+        qos: PublishQos::AtLeastOnce(id(3)),
+        retain: false,
+        topic: "in",
+        payload: b"m",
+    };
+    assert!(
+        rig.s
+            .handle_packet(rig.now, Packet::Publish(publish))
+            .is_none()
+    );
+    assert_eq!(rig.sent(), vec![Wire::Disconnect]);
+    assert_eq!(rig.s.state(), State::Stopped);
+}
+
 // ----- brokers without QoS 2 (RabbitMQ 3.x) -----
 
 #[test]
