@@ -6,8 +6,8 @@
 use {
     crate::fakes::{FakeBroker, Misbehaviour, Relay},
     crate::harness::{ClientTask, Ev, Stamped, reconnect_delays, secs},
+    crate::mosquitto::Mosquitto,
     crate::mqtt::RawClient,
-    crate::processes::Mosquitto,
     shearwater::packet::QoS,
     shearwater::session::{CloseReason, Config, Event, State},
     shearwater::time::Duration as SwDuration,
@@ -125,7 +125,7 @@ slow_test! {
     /// back up within one capped delay of the restart, renews its subscription, and the QoS 1
     /// messages accepted during the outage arrive after it (at the client's own subscription).
     async fn broker_restart_backoff_grows_with_jitter_and_outage_publishes_arrive() {
-        let mut broker = Mosquitto::start("restart", "").await;
+        let mut broker = Mosquitto::start(&[]).await;
         let mut client = ClientTask::spawn(
             config("fault-restart"),
             broker.addr(),
@@ -357,7 +357,7 @@ slow_test! {
     /// within keepalive + ping timeout of the silence, reconnects, the publishes flow again,
     /// and every QoS 1 message that went into the silence is sent again and arrives.
     async fn silent_link_is_found_within_keepalive_plus_ping_timeout() {
-        let broker = Mosquitto::start("silent", "").await;
+        let broker = Mosquitto::start(&[]).await;
         let relay = Relay::start(broker.addr()).await;
         let keep_alive = Duration::from_secs(2);
         let ping_timeout = Duration::from_secs(2);

@@ -1,6 +1,6 @@
-//! mosquitto and HAProxy as child processes of the test: each on free loopback ports, with its
-//! own temporary directory for configuration and log, killed (SIGKILL) and cleaned up on drop.
-//! The system services are never touched.
+//! HAProxy as a child process of the test: on a free loopback port, with its own temporary
+//! directory for configuration, log and stats socket, killed (SIGKILL) and cleaned up on drop.
+//! The system service is never touched.
 //!
 //! A missing binary fails the test with a message that says what to install: these tests never
 //! pass silently without the processes they are about.
@@ -16,9 +16,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How long a process may take to start listening.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// What mosquitto logs once its listeners are open.
-const MOSQUITTO_READY: &str = " running";
 
 /// A port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
@@ -191,96 +188,6 @@ impl Drop for Process {
                 self.log_tail(30)
             );
         }
-    }
-}
-
-/// A mosquitto broker on a free loopback port, logging everything (with `log_type all`, so a
-/// test can count the PINGREQs it received).
-pub struct Mosquitto {
-    process: Process,
-    port: u16,
-    _dir: TempDir,
-}
-
-impl Mosquitto {
-    /// Starts a broker with `extra` appended to its configuration (e.g. a bridge) and waits
-    /// until it listens.
-    pub async fn start(name: &str, extra: &str) -> Self {
-        let program = find_binary("mosquitto", "mosquitto");
-        let dir = TempDir::new(name);
-        let log = dir.path().join("mosquitto.log");
-        let config = dir.path().join("mosquitto.conf");
-        // A free port can be taken by another test between the probe and the broker's bind:
-        // then try another one.
-        for _ in 0..3 {
-            let port = free_port();
-            fs::write(
-                &config,
-                format!(
-                    "listener {port} 127.0.0.1\n\
-                     allow_anonymous true\n\
-                     persistence false\n\
-                     log_dest stderr\n\
-                     log_type all\n\
-                     log_timestamp true\n\
-                     {extra}\n"
-                ),
-            )
-            .expect("write the mosquitto configuration");
-            let _ = fs::remove_file(&log);
-            let args = vec!["-c".to_owned(), config.display().to_string()];
-            let mut process = Process::spawn(name, program.clone(), args, log.clone());
-            match process.wait_ready(addr(port), Some(MOSQUITTO_READY)).await {
-                Ok(()) => {
-                    return Self {
-                        process,
-                        port,
-                        _dir: dir,
-                    };
-                }
-                Err(e) if e.contains("Address already in use") => continue,
-                Err(e) => panic!("{e}"),
-            }
-        }
-        panic!("mosquitto {name}: no free port after three tries");
-    }
-
-    /// Its address.
-    pub fn addr(&self) -> SocketAddr {
-        addr(self.port)
-    }
-
-    /// Its port.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// SIGKILL: the broker dies at once, as in a crash (no DISCONNECTs, no will cleanup).
-    pub fn kill(&mut self) {
-        self.process.kill();
-    }
-
-    /// Starts it again on the same port, with the same configuration.
-    pub async fn restart(&mut self) {
-        let lives = self.log().matches(MOSQUITTO_READY).count();
-        self.process.start();
-        let started = Instant::now();
-        // This life's own "running" line, not the last one's.
-        while self.log().matches(MOSQUITTO_READY).count() == lives {
-            assert!(
-                started.elapsed() < READY_TIMEOUT,
-                "restarted mosquitto did not come up; log:\n{}",
-                self.process.log_tail(40)
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let result = self.process.wait_ready(self.addr(), None).await;
-        result.unwrap_or_else(|e| panic!("{e}"));
-    }
-
-    /// Everything it logged so far.
-    pub fn log(&self) -> String {
-        self.process.log_text()
     }
 }
 

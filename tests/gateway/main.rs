@@ -18,10 +18,15 @@
 #[cfg(feature = "tokio")]
 mod fakes;
 #[cfg(feature = "tokio")]
+mod haproxy;
+#[cfg(feature = "tokio")]
 mod harness;
+#[cfg(feature = "tokio")]
+mod mosquitto;
 #[cfg(feature = "tokio")]
 mod mqtt;
 #[cfg(feature = "tokio")]
+#[path = "../interop/processes.rs"]
 mod processes;
 
 /// Declares one slow test: ignored by default, run on a current-thread tokio runtime. Without

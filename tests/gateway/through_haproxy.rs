@@ -10,9 +10,10 @@
 #[cfg(feature = "tokio")]
 use {
     crate::fakes::Relay,
+    crate::haproxy::Haproxy,
     crate::harness::{ClientTask, Ev, reconnect_delays, secs},
+    crate::mosquitto::Mosquitto,
     crate::mqtt::RawClient,
-    crate::processes::{Haproxy, Mosquitto},
     shearwater::packet::QoS,
     shearwater::session::{CloseReason, Config, Event, State},
     shearwater::time::Duration as SwDuration,
@@ -43,7 +44,7 @@ impl Gateway {
     }
 
     async fn start_inner(b1_behind_host: bool) -> Self {
-        let b1 = Mosquitto::start("b1", "").await;
+        let b1 = Mosquitto::start(&[]).await;
         let b1_host = match b1_behind_host {
             true => Some(Relay::start(b1.addr()).await),
             false => None,
@@ -59,7 +60,8 @@ impl Gateway {
              restart_timeout 1\n",
             b1.port()
         );
-        let b2 = Mosquitto::start("b2", &bridge).await;
+        let bridge: Vec<&str> = bridge.lines().collect();
+        let b2 = Mosquitto::start(&bridge).await;
         let haproxy = Haproxy::start(&[("b1", b1_port), ("b2", b2.port())]).await;
         haproxy
             .wait_servers(Duration::from_secs(10), "both servers UP", |servers| {
