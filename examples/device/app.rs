@@ -35,20 +35,20 @@ const BROKER_PORT: u16 = match option_env!("SHEARWATER_BROKER_PORT") {
 const TELEMETRY_EVERY: Duration = Duration::from_secs(5);
 const TELEMETRY_TTL: shearwater::time::Duration = shearwater::time::Duration::from_secs(30);
 
-/// What a command asks the board to do.
+/// What a command asks the board's LED to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, defmt::Format)]
-pub enum Command {
-    LedOn,
-    LedOff,
-    LedToggle,
+pub enum LedCommand {
+    On,
+    Off,
+    Toggle,
 }
 
-impl Command {
+impl LedCommand {
     fn parse(payload: &[u8]) -> Option<Self> {
         match payload {
-            b"on" => Some(Command::LedOn),
-            b"off" => Some(Command::LedOff),
-            b"toggle" => Some(Command::LedToggle),
+            b"on" => Some(LedCommand::On),
+            b"off" => Some(LedCommand::Off),
+            b"toggle" => Some(LedCommand::Toggle),
             _ => None,
         }
     }
@@ -60,7 +60,7 @@ pub async fn run<R: RngCore>(
     stack: Stack<'static>,
     id: &str,
     rng: R,
-    mut on_command: impl FnMut(Command),
+    mut on_command: impl FnMut(LedCommand),
     mut on_up: impl FnMut(bool),
 ) -> ! {
     static CLIENT_ID: StaticCell<String<32>> = StaticCell::new();
@@ -108,7 +108,7 @@ pub async fn run<R: RngCore>(
     loop {
         match select(client.poll(), Timer::at(next)).await {
             Either::First(Ok(ClientEvent::Message(message))) => {
-                match Command::parse(message.payload) {
+                match LedCommand::parse(message.payload) {
                     Some(command) => {
                         defmt::info!("command {} (dup: {})", command, message.dup);
                         on_command(command);

@@ -65,7 +65,7 @@ impl Mosquitto {
             .spawn()
             .expect("mosquitto starts");
         self.child = Some(child);
-        let addr = SocketAddrV4::new(BROKER.into(), PORT);
+        let addr = SocketAddrV4::new(BROKER, PORT);
         let deadline = StdInstant::now() + StdDuration::from_secs(10);
         while TcpStream::connect_timeout(&addr.into(), StdDuration::from_millis(200)).is_err() {
             assert!(StdInstant::now() < deadline, "mosquitto does not listen");

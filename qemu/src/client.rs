@@ -457,12 +457,10 @@ fn faults(seed: u64) {
     for _ in 0..150 {
         let now = sim.now.get();
         match dice.next_u32() % 10 {
-            0..=3 => {
-                if pending.len() < 8 {
-                    let message = OutgoingMessage::new("echo/f", b"x").qos(QoS::AtLeastOnce);
-                    if let Ok(id) = client.publish(&message) {
-                        pending.push(id).unwrap();
-                    }
+            0..=3 if pending.len() < 8 => {
+                let message = OutgoingMessage::new("echo/f", b"x").qos(QoS::AtLeastOnce);
+                if let Ok(id) = client.publish(&message) {
+                    pending.push(id).unwrap();
                 }
             }
             4 => sim.cut.set(sim.connected.get()),

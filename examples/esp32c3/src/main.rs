@@ -125,9 +125,9 @@ async fn main(spawner: Spawner) {
         rng,
         // The LED on GPIO8 of most ESP32-C3 boards is lit when the pin is low.
         |command| match command {
-            app::Command::LedOn => led.set_low(),
-            app::Command::LedOff => led.set_high(),
-            app::Command::LedToggle => led.toggle(),
+            app::LedCommand::On => led.set_low(),
+            app::LedCommand::Off => led.set_high(),
+            app::LedCommand::Toggle => led.toggle(),
         },
         |up| defmt::info!("session {}", if up { "up" } else { "down" }),
     )

@@ -110,9 +110,9 @@ async fn main(spawner: Spawner) {
         embassy_stm32::uid::uid_hex(),
         rng,
         |command| match command {
-            app::Command::LedOn => green.set_high(),
-            app::Command::LedOff => green.set_low(),
-            app::Command::LedToggle => green.toggle(),
+            app::LedCommand::On => green.set_high(),
+            app::LedCommand::Off => green.set_low(),
+            app::LedCommand::Toggle => green.toggle(),
         },
         |up| blue.set_level(Level::from(up)),
     )

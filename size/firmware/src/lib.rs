@@ -72,14 +72,12 @@ pub async fn until(mut ready: impl FnMut() -> bool) {
 #[cfg(not(feature = "report"))]
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
-    loop {
-        cortex_m::asm::udf();
-    }
+    cortex_m::asm::udf()
 }
 
 #[cfg(feature = "report")]
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
     cortex_m_semihosting::debug::exit(cortex_m_semihosting::debug::EXIT_FAILURE);
-    loop {}
+    cortex_m::asm::udf()
 }

@@ -163,7 +163,7 @@ async fn app(client: &mut DeviceClient<'_>) -> Infallible {
                 next = next + Duration::from_secs(5);
                 count = count.wrapping_add(1);
                 let payload = count.to_le_bytes();
-                let qos = if cfg!(feature = "qos2") && count % 4 == 0 {
+                let qos = if cfg!(feature = "qos2") && count.is_multiple_of(4) {
                     QoS::ExactlyOnce
                 } else {
                     TELEMETRY_QOS
@@ -192,9 +192,7 @@ fn main() -> ! {
         filters: &mut filters,
     };
     let Ok(mut client) = Client::new(Config::new("dev-1"), buffers, Net, Timer, Rng) else {
-        loop {
-            cortex_m::asm::udf();
-        }
+        cortex_m::asm::udf();
     };
     #[cfg(feature = "report")]
     report(&mut client);
