@@ -1313,6 +1313,8 @@ impl<'b> Sim<'b> {
                 if !self.stopped && self.restart_at.is_none() {
                     self.s.disconnect(now);
                     self.disconnect_requested = true;
+                    // Leaving (or stopped) is not up.
+                    self.up = false;
                     self.restart_at = Some(self.now + restart_after_ms);
                 }
             }
