@@ -32,9 +32,9 @@
 //! | `std` | lifts `#![no_std]` (host builds) |
 //! | `defmt` | log through `defmt`; `defmt::Format` on public types |
 //! | `log` | log through the `log` facade |
-//! | `embassy-time` | [`client::EmbassyClock`] |
-//! | `embassy-net` | [`transport::embassy_net`]: TCP over embassy-net with DNS |
-//! | `tokio` | [`transport::tokio`] and [`client::TokioClock`] (implies `std`) |
+//! | `embassy-time` | `client::EmbassyClock` |
+//! | `embassy-net` | `transport::embassy_net`: TCP over embassy-net with DNS |
+//! | `tokio` | `transport::tokio` and `client::TokioClock` (implies `std`) |
 //!
 //! All features are off by default; `defmt` and `log` exclude each other.
 #![cfg_attr(not(any(test, feature = "std")), no_std)]

@@ -1,8 +1,12 @@
 //! The device transport: an embassy-net TCP socket over the caller's socket buffers, with host
 //! name resolution through embassy-net's DNS.
 
+use core::future::{Future, poll_fn};
+use core::pin::pin;
+use core::task::Poll;
 use embassy_net::dns::DnsQueryType;
-use embassy_net::tcp::{ConnectError, Error as TcpError, TcpSocket};
+
+use embassy_net::tcp::{ConnectError, Error as TcpError, State, TcpSocket};
 use embassy_net::{IpAddress, IpEndpoint, Stack};
 use embedded_io_async::{ErrorKind, ErrorType, Read, Write};
 
@@ -63,6 +67,10 @@ pub struct EmbassyNetTransport<'d> {
     socket: TcpSocket<'d>,
     broker: Broker<'d>,
     connected: bool,
+    /// A connect was started and its future dropped before the handshake ended (the client
+    /// races connects against the application): the next `connect` waits for that handshake
+    /// instead of resetting it, so a connect slower than the application's wake-ups still ends.
+    handshaking: bool,
 }
 
 impl<'d> EmbassyNetTransport<'d> {
@@ -78,7 +86,23 @@ impl<'d> EmbassyNetTransport<'d> {
             socket: TcpSocket::new(stack, rx_buffer, tx_buffer),
             broker,
             connected: false,
+            handshaking: false,
         }
+    }
+
+    /// Waits for the handshake of an earlier, abandoned connect to finish.
+    async fn finish_handshake(&self) -> Result<(), Error> {
+        poll_fn(|cx| match self.socket.state() {
+            State::SynSent | State::SynReceived => {
+                // A state change wakes the send waker; polling a fresh readiness future
+                // registers ours (it cannot be ready before the handshake ends).
+                let _ = pin!(self.socket.wait_write_ready()).poll(cx);
+                Poll::Pending
+            }
+            State::Established => Poll::Ready(Ok(())),
+            _ => Poll::Ready(Err(Error::Connect(ConnectError::ConnectionReset))),
+        })
+        .await
     }
 
     async fn resolve(&self) -> Result<IpEndpoint, Error> {
@@ -128,19 +152,26 @@ impl Write for EmbassyNetTransport<'_> {
 
 impl Transport for EmbassyNetTransport<'_> {
     async fn connect(&mut self) -> Result<(), Error> {
+        if self.handshaking {
+            let result = self.finish_handshake().await;
+            self.handshaking = false;
+            self.connected = result.is_ok();
+            return result;
+        }
         // A socket that was not closed cleanly is reset before it is reused.
         self.socket.abort();
         self.connected = false;
         let endpoint = self.resolve().await?;
-        self.socket
-            .connect(endpoint)
-            .await
-            .map_err(Error::Connect)?;
+        self.handshaking = true;
+        let result = self.socket.connect(endpoint).await.map_err(Error::Connect);
+        self.handshaking = false;
+        result?;
         self.connected = true;
         Ok(())
     }
 
     async fn close(&mut self) {
+        self.handshaking = false;
         if self.connected {
             self.connected = false;
             // Let DISCONNECT leave before the FIN, then wait for the close to complete.

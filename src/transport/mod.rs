@@ -23,7 +23,7 @@
 //! - `close` never fails: it is best effort (flush what it can, then close or abort).
 //! - Read or write without a connection is an error, never a panic.
 //!
-//! Adapters: [`tokio`] (hosts, feature `tokio`) and [`embassy_net`] (devices, feature
+//! Adapters: `tokio` (hosts, feature `tokio`) and `embassy_net` (devices, feature
 //! `embassy-net`). Any other stack (TLS, a modem's AT sockets, a test double) is one more
 //! implementation.
 
