@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Installs the brokers the interop suites (tests/interop) start themselves: mosquitto and
-# RabbitMQ with its MQTT plugin (rabbitmq-server brings Erlang and epmd). Debian/Ubuntu only.
+# Installs the brokers and the proxy the interop and gateway suites start themselves: mosquitto,
+# RabbitMQ with its MQTT plugin (rabbitmq-server brings Erlang and epmd), and HAProxy. Debian only.
 # Idempotent and quiet: does nothing when they are installed. The suites never use the system
 # services; installing does not start them either.
 set -euo pipefail
 
-packages=(mosquitto rabbitmq-server)
+packages=(mosquitto rabbitmq-server haproxy)
 
 missing=()
 for package in "${packages[@]}"; do
