@@ -5,7 +5,8 @@
 # firmware of the same setup, section by section. Then the client's state and future sizes,
 # printed by the same firmware on QEMU's Cortex-M4 (skipped if qemu-system-arm is missing).
 #
-# Usage: size/report.sh [--markdown]        (prints the table; exit 1 if over the budget)
+# Usage: size/report.sh     prints the table (markdown) and the RAM figures. Over the budget it
+#        says so; with SIZE_ENFORCE=1 it also exits 1 (SIZE_BUDGET sets the budget in bytes).
 set -euo pipefail
 cd "$(dirname "$0")/firmware"
 
