@@ -1,7 +1,8 @@
 //! The async client itself, driven on the core against a simulated broker on virtual time:
 //! connect, up after the first PINGRESP, subscribe, a QoS 1 round trip echoed back by the
-//! broker, keepalive pings, and a reconnect after the broker cuts the connection. The
-//! executor jumps the clock to the next deadline whenever nothing else can make progress.
+//! broker, keepalive pings, and a reconnect after the broker cuts the connection; then QoS 1
+//! at least once under seeded cuts and stalls. The executor jumps the clock to the next
+//! deadline whenever nothing else can make progress.
 
 use core::cell::{Cell, RefCell};
 use core::future::Future;
