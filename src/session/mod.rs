@@ -90,7 +90,8 @@ pub struct OutgoingMessage<'m> {
     pub qos: QoS,
     /// Ask the broker to retain it.
     pub retain: bool,
-    /// Drop it (and report [`Event::Expired`]) if it has not been acknowledged by then.
+    /// Drop it (and report [`Event::Expired`]) if it has not been acknowledged by then. A QoS 2
+    /// message sent once on a persistent session is completed instead: the broker may hold it.
     pub ttl: Option<Duration>,
 }
 
@@ -618,14 +619,16 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
     }
 
     /// Drops a stored message that is not on the wire. Returns false if it is unknown or
-    /// awaiting its acknowledgement (then only the acknowledgement or a reconnect can end it).
+    /// awaiting its acknowledgement (then only the acknowledgement or a reconnect can end it),
+    /// or a QoS 2 message sent once on a persistent session (the broker may hold it).
     pub fn discard(&mut self, id: PublishId) -> bool {
+        let persistent = !self.config.clean_session;
         match self.outbox.find(|e| e.id == id) {
             Some(i)
-                if self
-                    .outbox
-                    .entry(i)
-                    .is_some_and(|e| e.stage == Stage::Queued) =>
+                if self.outbox.entry(i).is_some_and(|e| {
+                    e.stage == Stage::Queued
+                        && !(persistent && e.sent_before && e.qos == QoS::ExactlyOnce)
+                }) =>
             {
                 self.outbox.remove(i).is_some()
             }
@@ -1091,9 +1094,16 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
                         return;
                     }
                     in_flight += 1;
+                    let persistent = !self.config.clean_session;
                     if let Some(e) = self.outbox.entry_mut(i) {
                         e.stage = Stage::AwaitingAck(now);
                         e.sent_before = true;
+                        if persistent && e.qos == QoS::ExactlyOnce {
+                            // The broker may hold it now, and holds its identifier until our
+                            // PUBREL: dropped, the identifier would come back on a new message
+                            // that the broker takes for this one and never delivers.
+                            e.expires_at = None;
+                        }
                     }
                 }
                 _ => {}

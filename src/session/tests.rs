@@ -670,6 +670,43 @@ fn test_qos2_flow_and_pubrel_resent_after_reconnect() {
     assert_eq!(rig.s.stored_messages(), 0);
 }
 
+/// Found by the simulation (seeds 3206 and 6501 with 2,000 steps, packet identifiers wrapped):
+/// a QoS 2 message sent on a persistent session and then expired (or discarded) left the
+/// broker holding its identifier; the next message with that identifier was taken by the
+/// broker for the old one, acknowledged and never delivered.
+#[test]
+fn test_sent_qos2_on_a_persistent_session_is_completed_not_expired() {
+    let mut config = Config::new("dev-1");
+    config.clean_session = false;
+    let mut rig = Rig::new(config);
+    rig.up(true);
+    let msg = OutgoingMessage::new("t", b"x")
+        .qos(QoS::ExactlyOnce)
+        .ttl(Duration::from_secs(3));
+    let pid = rig.s.publish(rig.now, &msg).unwrap();
+    let sent = rig.sent();
+    let [Wire::Publish { id, dup: false, .. }] = sent.as_slice() else {
+        panic!("{sent:?}")
+    };
+    let id = *id;
+    rig.s.closed(rig.now);
+    rig.advance(10_000);
+    assert!(!rig.events().contains(&Event::Expired(pid)));
+    assert!(!rig.s.discard(pid), "the broker may hold it");
+    rig.up(true);
+    assert!(matches!(
+        rig.sent().as_slice(),
+        [Wire::Publish { id: i, dup: true, .. }] if *i == id
+    ));
+    rig.recv(Packet::PubRec(PubRec::new(self::id(id))));
+    assert_eq!(rig.sent(), vec![Wire::PubRel(id)]);
+    rig.recv(Packet::PubComp(PubComp::new(self::id(id))));
+    assert!(rig.events().contains(&Event::Published(pid)));
+    // Not yet sent, or on a clean session, the time to live still ends it.
+    let queued = rig.s.publish(rig.now, &msg).unwrap();
+    assert!(rig.s.discard(queued));
+}
+
 #[test]
 fn test_discard_only_when_not_on_the_wire() {
     let mut rig = Rig::default();
