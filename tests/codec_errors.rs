@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use shearwater::packet::{
     ConnAck, Connect, ConnectReturnCode, Decoded, Error, Field, List, MAX_REMAINING_LENGTH, Needed,
     Packet, PacketId, PacketType, Publish, PublishQos, QoS, SubAck, SubAckReturnCode, Subscribe,
-    Subscription, Unsubscribe, Will, decode, decode_fixed_header,
+    Subscription, Unsubscribe, Will, decode, decode_fixed_header, decode_from_broker,
 };
 
 /// A packet with first byte `first` and `body`, behind a minimal remaining length.
@@ -581,6 +581,17 @@ fn cases() -> Vec<(&'static str, Result<(), Error>, Error)> {
             })),
             Error::SessionPresentWithRefusal,
         ),
+        // --- the client's reader
+        (
+            "from a broker: CONNECT",
+            decode_from_broker(&packet(0x10, &[]), 1024).map(|_| ()),
+            Error::UnexpectedDirection(PacketType::Connect),
+        ),
+        (
+            "from a broker: SUBSCRIBE, refused before its body arrives",
+            decode_from_broker(&[0x82, 0x10], 1024).map(|_| ()),
+            Error::UnexpectedDirection(PacketType::Subscribe),
+        ),
         // --- output buffer
         (
             "encode: buffer one byte short",
@@ -615,7 +626,7 @@ fn variant(e: &Error) -> String {
 
 /// Every variant of `Error` (the enum is `#[non_exhaustive]`, so this list is kept by hand: a new
 /// variant belongs here and in a test).
-const ALL_VARIANTS: [&str; 28] = [
+const ALL_VARIANTS: [&str; 29] = [
     "ReservedPacketType",
     "InvalidFlags",
     "MalformedRemainingLength",
@@ -643,6 +654,7 @@ const ALL_VARIANTS: [&str; 28] = [
     "InvalidConnAckReturnCode",
     "ReservedConnAckFlags",
     "SessionPresentWithRefusal",
+    "UnexpectedDirection",
     "BufferTooSmall",
 ];
 

@@ -202,21 +202,22 @@ where
             self.wait().await;
         };
         self.rx_delivered = delivered;
-        let message = match packet::decode(self.rx.get(..delivered).unwrap_or(&[]), delivered) {
-            Ok(Decoded::Complete {
-                packet: Packet::Publish(p),
-                ..
-            }) => IncomingMessage {
-                topic: p.topic,
-                payload: p.payload,
-                qos: p.qos.qos(),
-                retain: p.retain,
-                dup: p.dup,
-                ack: self.owed_ack,
-            },
-            // The same bytes decoded as this PUBLISH a moment ago.
-            _ => return Err(ClientError::Stopped),
-        };
+        let message =
+            match packet::decode_from_broker(self.rx.get(..delivered).unwrap_or(&[]), delivered) {
+                Ok(Decoded::Complete {
+                    packet: Packet::Publish(p),
+                    ..
+                }) => IncomingMessage {
+                    topic: p.topic,
+                    payload: p.payload,
+                    qos: p.qos.qos(),
+                    retain: p.retain,
+                    dup: p.dup,
+                    ack: self.owed_ack,
+                },
+                // The same bytes decoded as this PUBLISH a moment ago.
+                _ => return Err(ClientError::Stopped),
+            };
         Ok(ClientEvent::Message(message))
     }
 
@@ -241,7 +242,7 @@ where
     fn receive_buffered(&mut self, now: Instant) -> Received {
         let max = self.rx.len();
         let input = self.rx.get(..self.rx_len).unwrap_or(&[]);
-        match packet::decode(input, max) {
+        match packet::decode_from_broker(input, max) {
             Ok(Decoded::Complete { packet, len }) => {
                 match self.session.handle_packet(now, packet) {
                     Some(message) => {

@@ -130,6 +130,9 @@ pub enum Error {
     ReservedConnAckFlags(u8),
     /// CONNACK says session present with a non-zero return code (MQTT-3.2.2-4).
     SessionPresentWithRefusal,
+    /// [`decode_from_broker`](super::decode_from_broker): a packet type only a client sends
+    /// (CONNECT, SUBSCRIBE, UNSUBSCRIBE, PINGREQ, DISCONNECT), refused from the fixed header.
+    UnexpectedDirection(PacketType),
     /// Encoding: the output buffer is too small. `needed` is the full packet length.
     BufferTooSmall {
         /// The number of bytes the packet needs.
@@ -182,6 +185,7 @@ impl fmt::Display for Error {
             Error::SessionPresentWithRefusal => {
                 f.write_str("session present set on a refused connection")
             }
+            Error::UnexpectedDirection(t) => write!(f, "{t} from a broker (only clients send it)"),
             Error::BufferTooSmall { needed } => {
                 write!(f, "output buffer too small: {needed} bytes needed")
             }

@@ -14,6 +14,11 @@
 //!   [`Packet::encoded_len`] tells that length beforehand. A buffer that is too small gives
 //!   [`Error::BufferTooSmall`] with the length needed; nothing that looks like a whole packet is
 //!   left behind. The encoder refuses every packet the decoder would refuse.
+//! - [`decode_from_broker`] is the client's reader: it decodes what a broker may send and
+//!   refuses the five types only a client sends (CONNECT, SUBSCRIBE, UNSUBSCRIBE, PINGREQ,
+//!   DISCONNECT) from the fixed header with [`Error::UnexpectedDirection`], before their body
+//!   arrives. A client links neither their decoding nor their field and filter checks; tools,
+//!   tests and brokers use [`decode`], which reads all 14.
 //! - No function here panics, allocates or keeps state.
 //!
 //! ```
@@ -142,6 +147,20 @@ impl PacketType {
         })
     }
 
+    /// True for the types only a client sends: CONNECT, SUBSCRIBE, UNSUBSCRIBE, PINGREQ and
+    /// DISCONNECT (MQTT 2.2.1). A broker never sends them.
+    #[inline]
+    pub const fn is_client_only(self) -> bool {
+        matches!(
+            self,
+            PacketType::Connect
+                | PacketType::Subscribe
+                | PacketType::Unsubscribe
+                | PacketType::PingReq
+                | PacketType::Disconnect
+        )
+    }
+
     /// The flags MQTT-2.2.2 fixes for this type; PUBLISH has its own rules.
     #[inline]
     const fn fixed_flags(self) -> u8 {
@@ -259,10 +278,30 @@ pub fn decode_fixed_header(buf: &[u8]) -> Result<Option<FixedHeader>, Error> {
 /// `max_packet_size` bytes (fixed header included) before reading its body.
 #[inline]
 pub fn decode(buf: &[u8], max_packet_size: usize) -> Result<Decoded<'_>, Error> {
+    decode_as::<false>(buf, max_packet_size)
+}
+
+/// Decodes a packet a broker sent, as [`decode`] does, except that the types only a client
+/// sends (see [`PacketType::is_client_only`]) are refused from the fixed header with
+/// [`Error::UnexpectedDirection`]. A client links only the decoding of what it can receive.
+#[inline]
+pub fn decode_from_broker(buf: &[u8], max_packet_size: usize) -> Result<Decoded<'_>, Error> {
+    decode_as::<true>(buf, max_packet_size)
+}
+
+/// [`decode`], or with `FROM_BROKER` [`decode_from_broker`].
+#[inline(always)]
+fn decode_as<const FROM_BROKER: bool>(
+    buf: &[u8],
+    max_packet_size: usize,
+) -> Result<Decoded<'_>, Error> {
     let h = match header::parse(buf)? {
         HeaderStatus::Complete(h) => h,
         HeaderStatus::Incomplete => return Ok(Decoded::Incomplete(Needed::AtLeast(1))),
     };
+    if FROM_BROKER && h.packet_type.is_client_only() {
+        return Err(Error::UnexpectedDirection(h.packet_type));
+    }
     let packet_len = h.packet_len();
     if packet_len > max_packet_size {
         return Err(Error::PacketTooLarge {
@@ -275,31 +314,37 @@ pub fn decode(buf: &[u8], max_packet_size: usize) -> Result<Decoded<'_>, Error> 
             packet_len.saturating_sub(buf.len()),
         )));
     };
-    let packet = decode_body(h.packet_type, h.flags, body)?;
+    let packet = decode_body::<FROM_BROKER>(h.packet_type, h.flags, body)?;
     Ok(Decoded::Complete {
         packet,
         len: packet_len,
     })
 }
 
-/// Decodes the body of a packet whose fixed header has been read and checked.
+/// Decodes the body of a packet whose fixed header has been read and checked; with
+/// `FROM_BROKER`, the types only a client sends are not decoded (the caller refused them).
 #[inline]
-fn decode_body(packet_type: PacketType, flags: u8, body: &[u8]) -> Result<Packet<'_>, Error> {
+fn decode_body<const FROM_BROKER: bool>(
+    packet_type: PacketType,
+    flags: u8,
+    body: &[u8],
+) -> Result<Packet<'_>, Error> {
     let mut r = Reader::new(body);
     let packet = match packet_type {
         PacketType::Publish => Packet::Publish(Publish::read(flags, &mut r)?),
         PacketType::PubAck => Packet::PubAck(PubAck::read(&mut r)?),
-        PacketType::Connect => Packet::Connect(Connect::read(&mut r)?),
         PacketType::ConnAck => Packet::ConnAck(ConnAck::read(&mut r)?),
         PacketType::PubRec => Packet::PubRec(PubRec::read(&mut r)?),
         PacketType::PubRel => Packet::PubRel(PubRel::read(&mut r)?),
         PacketType::PubComp => Packet::PubComp(PubComp::read(&mut r)?),
-        PacketType::Subscribe => Packet::Subscribe(Subscribe::read(&mut r)?),
         PacketType::SubAck => Packet::SubAck(SubAck::read(&mut r)?),
-        PacketType::Unsubscribe => Packet::Unsubscribe(Unsubscribe::read(&mut r)?),
         PacketType::UnsubAck => Packet::UnsubAck(UnsubAck::read(&mut r)?),
-        PacketType::PingReq => Packet::PingReq,
         PacketType::PingResp => Packet::PingResp,
+        t if FROM_BROKER && t.is_client_only() => return Err(Error::UnexpectedDirection(t)),
+        PacketType::Connect => Packet::Connect(Connect::read(&mut r)?),
+        PacketType::Subscribe => Packet::Subscribe(Subscribe::read(&mut r)?),
+        PacketType::Unsubscribe => Packet::Unsubscribe(Unsubscribe::read(&mut r)?),
+        PacketType::PingReq => Packet::PingReq,
         PacketType::Disconnect => Packet::Disconnect,
     };
     r.finish(packet_type)?;
@@ -503,6 +548,52 @@ mod test {
             Err(Error::BufferTooSmall { needed: 2 })
         );
         assert_eq!(Packet::PingReq.encoded_len(), Ok(2));
+    }
+
+    #[test]
+    fn test_broker_decoder_refuses_client_only_types_from_the_header() {
+        // CONNECT, SUBSCRIBE, UNSUBSCRIBE, PINGREQ, DISCONNECT: refused once the fixed header is
+        // complete, before any body byte (or the size limit) matters.
+        for (first, t) in [
+            (0x10, PacketType::Connect),
+            (0x82, PacketType::Subscribe),
+            (0xA2, PacketType::Unsubscribe),
+            (0xC0, PacketType::PingReq),
+            (0xE0, PacketType::Disconnect),
+        ] {
+            assert!(t.is_client_only());
+            assert_eq!(
+                decode_from_broker(&[first, 0x7F], 16),
+                Err(Error::UnexpectedDirection(t))
+            );
+            assert_eq!(
+                decode_from_broker(&[first], 16),
+                Ok(Decoded::Incomplete(Needed::AtLeast(1)))
+            );
+        }
+        assert_eq!(
+            decode_from_broker(&[0xC0, 0x00], 16),
+            Err(Error::UnexpectedDirection(PacketType::PingReq))
+        );
+        assert_eq!(decode(&[0xC0, 0x00], 16).map(|_| ()), Ok(()));
+        // What a broker sends decodes as with `decode`, errors included.
+        for buf in [
+            &[0x20, 0x02, 0x01, 0x00][..],
+            &[0x30, 0x05, 0x00, 0x01, b'a', b'h', b'i'],
+            &[0x40, 0x02, 0x00, 0x07],
+            &[0x50, 0x02, 0x00, 0x07],
+            &[0x62, 0x02, 0x00, 0x07],
+            &[0x70, 0x02, 0x00, 0x07],
+            &[0x90, 0x03, 0x00, 0x07, 0x01],
+            &[0xB0, 0x02, 0x00, 0x07],
+            &[0xD0, 0x00],
+            &[0x40, 0x02, 0x00, 0x00],
+            &[0x90, 0x03, 0x00, 0x07, 0x03],
+            &[0x30, 0xC8, 0x01],
+            &[0x61, 0x02, 0x00, 0x07],
+        ] {
+            assert_eq!(decode_from_broker(buf, 100), decode(buf, 100), "{buf:02x?}");
+        }
     }
 
     #[test]

@@ -533,10 +533,17 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
         }
     }
 
-    /// The receive side could not decode the stream: a protocol error, reconnect.
+    /// The receive side could not decode the stream: a protocol error, reconnect. A packet
+    /// type only a client sends ([`packet::decode_from_broker`]'s
+    /// [`UnexpectedDirection`](packet::Error::UnexpectedDirection)) is reported as the
+    /// unexpected packet it is, as if [`handle_packet`](Self::handle_packet) had been given it.
     pub fn handle_decode_error(&mut self, now: Instant, error: packet::Error) {
         if self.link.has_connection() {
-            self.fail(now, CloseReason::Protocol(ProtocolError::Malformed(error)));
+            let error = match error {
+                packet::Error::UnexpectedDirection(t) => ProtocolError::Unexpected(t),
+                other => ProtocolError::Malformed(other),
+            };
+            self.fail(now, CloseReason::Protocol(error));
         }
     }
 
