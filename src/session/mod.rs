@@ -260,6 +260,10 @@ pub struct Session<'b, R, const OUT: usize = 16, const SUBS: usize = 8, const IN
     outbox: Outbox<'b, OUT>,
     subs: Subscriptions<'b, SUBS>,
     inbound_qos2: Vec<PacketId, IN2>,
+    /// The oldest this many of `inbound_qos2` predate a CONNACK whose "session present" may
+    /// name a session the broker made anew (see `session_unconfirmed`): their exchanges may be
+    /// gone for good, so they make room when the table is full.
+    inbound_suspect: usize,
     /// A CONNECT went out and its CONNACK never came back: the broker may have started a fresh
     /// session then, which the next CONNACK reports as present.
     session_unconfirmed: bool,
@@ -298,6 +302,7 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
             outbox: Outbox::new(outbox),
             subs: Subscriptions::new(filters),
             inbound_qos2: Vec::new(),
+            inbound_suspect: 0,
             session_unconfirmed: false,
             control: Deque::new(),
             commands: Deque::new(),
@@ -787,7 +792,7 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
             (link, Packet::Publish(p)) if link.takes_inbound() => self.on_publish(p),
             (link, Packet::PubRel(rel)) if link.takes_inbound() => {
                 let id = rel.packet_id;
-                self.inbound_qos2.retain(|&open| open != id);
+                self.close_inbound_qos2(id);
                 self.push_control(Control::PubComp(id))?;
                 Ok(None)
             }
@@ -854,10 +859,14 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
                 }
             }
         }
+        if session_present && self.session_unconfirmed {
+            self.inbound_suspect = self.inbound_qos2.len();
+        }
         self.session_unconfirmed = false;
         if !session_present {
             // The broker starts from nothing: so does inbound QoS 2.
             self.inbound_qos2.clear();
+            self.inbound_suspect = 0;
             let mut last = None;
             let mut unsubscribed: Vec<RequestId, SUBS> = Vec::new();
             self.subs.retain(
@@ -896,14 +905,22 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
                 if self.inbound_qos2.contains(&id) {
                     if p.dup {
                         // Delivered already; the broker missed our PUBREC. Exactly once: not
-                        // again.
+                        // again. The broker knows the exchange: it is not suspect any more.
+                        self.close_inbound_qos2(id);
+                        let _ = self.inbound_qos2.push(id);
                         self.push_control(Control::PubRec(id))?;
                         return Ok(None);
                     }
                     // A first attempt (a resend carries DUP, MQTT-3.3.1-1) with an identifier
                     // still open here: the broker has no such exchange any more (it lost the
                     // session, and a lost CONNACK hid that), so this is a new message.
-                    self.inbound_qos2.retain(|&open| open != id);
+                    self.close_inbound_qos2(id);
+                }
+                if self.inbound_qos2.is_full() && self.inbound_suspect > 0 {
+                    // Room from an exchange the broker may have lost with its session; kept,
+                    // it could block every new message forever.
+                    self.inbound_qos2.remove(0);
+                    self.inbound_suspect -= 1;
                 }
                 // The identifier is recorded before the message is handed out: with the table
                 // full, refuse it undelivered (the broker sends it again after the reconnect)
@@ -1116,6 +1133,16 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
                 _ => {}
             }
             i += 1;
+        }
+    }
+
+    /// Ends the inbound QoS 2 exchange `id`, if open.
+    fn close_inbound_qos2(&mut self, id: PacketId) {
+        if let Some(i) = self.inbound_qos2.iter().position(|&open| open == id) {
+            self.inbound_qos2.remove(i);
+            if i < self.inbound_suspect {
+                self.inbound_suspect -= 1;
+            }
         }
     }
 

@@ -929,6 +929,61 @@ fn test_inbound_qos2_first_attempt_with_an_open_id_is_a_new_message() {
     assert_eq!(rig.sent(), vec![Wire::PubRec(9)]);
 }
 
+/// Found by the simulation (seed 15204, 2,000 steps): identifiers of exchanges that a broker lost
+/// with its session (hidden by a lost CONNACK) filled the inbound QoS 2 table for good, and
+/// every new QoS 2 message failed the connection: a reconnect loop that never ended.
+#[test]
+fn test_suspect_inbound_qos2_ids_make_room_after_a_lost_connack() {
+    let mut config = Config::new("dev-1");
+    config.clean_session = false;
+    let mut rig = Rig::new(config);
+    rig.up(true);
+    let publish = |n: u16, dup: bool| Publish {
+        dup,
+        qos: PublishQos::ExactlyOnce(id(n)),
+        retain: false,
+        topic: "in",
+        payload: b"m",
+    };
+    for n in 1..=4 {
+        let msg = rig
+            .s
+            .handle_packet(rig.now, Packet::Publish(publish(n, false)))
+            .unwrap();
+        rig.s.acknowledge(rig.now, msg.ack.unwrap());
+    }
+    rig.sent();
+    // A CONNECT whose CONNACK never comes, then "session present".
+    rig.s.closed(rig.now);
+    rig.now = rig.s.poll_timeout().unwrap();
+    rig.s.handle_timeout(rig.now);
+    rig.commands();
+    rig.s.connected(rig.now);
+    rig.sent();
+    rig.s.closed(rig.now);
+    rig.reconnect(true);
+    // A resend the broker still knows is recognised, and no longer suspect.
+    assert!(
+        rig.s
+            .handle_packet(rig.now, Packet::Publish(publish(4, true)))
+            .is_none()
+    );
+    // A new message finds room: the oldest suspect exchange gives way.
+    let msg = rig
+        .s
+        .handle_packet(rig.now, Packet::Publish(publish(5, true)))
+        .expect("delivered, not a reconnect");
+    rig.s.acknowledge(rig.now, msg.ack.unwrap());
+    assert_eq!(rig.commands(), vec![]);
+    assert_eq!(rig.sent(), vec![Wire::PubRec(4), Wire::PubRec(5)]);
+    // The exchange the broker confirmed stays: its resend is still not delivered twice.
+    assert!(
+        rig.s
+            .handle_packet(rig.now, Packet::Publish(publish(4, true)))
+            .is_none()
+    );
+}
+
 // ----- rule 9: subscriptions -----
 
 #[test]
