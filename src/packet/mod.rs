@@ -396,7 +396,24 @@ fn encoded_len_of(p: &impl Encode) -> Result<(usize, usize), Error> {
 
 #[inline]
 fn encode_into(p: &impl Encode, buf: &mut [u8]) -> Result<usize, Error> {
-    let (body, total) = encoded_len_of(p)?;
+    p.check()?;
+    encode_validated_into(p, buf)
+}
+
+/// [`encode_into`] without `check`: for packets built from parts that passed the same checks
+/// already (the session's own packets, see [`Packet::encode_validated`]). Debug builds still run
+/// the check. The remaining-length limit and the buffer's size are still checked.
+#[inline]
+fn encode_validated_into(p: &impl Encode, buf: &mut [u8]) -> Result<usize, Error> {
+    debug_assert_eq!(p.check(), Ok(()), "a validated packet breaks a rule");
+    let body = p.body_len();
+    let total = 1 + header::remaining_len_size(body) + body;
+    if body > MAX_REMAINING_LENGTH {
+        return Err(Error::PacketTooLarge {
+            packet_len: total,
+            max: MAX_REMAINING_LENGTH + 5,
+        });
+    }
     let Some(out) = buf.get_mut(..total) else {
         return Err(Error::BufferTooSmall { needed: total });
     };
@@ -472,6 +489,16 @@ impl Packet<'_> {
     #[inline]
     pub fn encode(&self, buf: &mut [u8]) -> Result<usize, Error> {
         dispatch!(self, p => encode_into(p, buf))
+    }
+
+    /// [`encode`](Self::encode) for a packet whose parts passed the encoder's checks already:
+    /// the session's own packets, built from a configuration `Config::validate` accepted,
+    /// messages `Session::publish` accepted and filters `Session::subscribe` accepted. The
+    /// receiver's rules are not run again (debug builds still run them and panic on a broken
+    /// one); the buffer's size is still checked.
+    #[inline]
+    pub(crate) fn encode_validated(&self, buf: &mut [u8]) -> Result<usize, Error> {
+        dispatch!(self, p => encode_validated_into(p, buf))
     }
 }
 

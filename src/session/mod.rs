@@ -1292,11 +1292,13 @@ struct Output<'a> {
 
 impl Output<'_> {
     /// Writes `packet` if it fits whole; false if it does not (it waits for the next call).
+    /// Every packet the session writes is built from validated parts (`Config::validate`,
+    /// `publish`, `subscribe`, `unsubscribe`), so the receiver's checks are not run again.
     fn put(&mut self, packet: &Packet<'_>) -> bool {
         let Some(rest) = self.buf.get_mut(self.len..) else {
             return false;
         };
-        match packet.encode(rest) {
+        match packet.encode_validated(rest) {
             Ok(n) => {
                 self.len += n;
                 true
