@@ -58,6 +58,7 @@ mod unsubscribe;
 
 use core::fmt;
 
+pub(crate) use ack::IdOnly;
 pub use ack::{PubAck, PubComp, PubRec, PubRel, UnsubAck};
 pub use connack::{ConnAck, ConnectReturnCode};
 pub use connect::{Connect, Will};
@@ -351,8 +352,10 @@ fn decode_body<const FROM_BROKER: bool>(
     Ok(packet)
 }
 
-/// What every packet type provides to the shared encoder.
-trait Encode {
+/// What every packet type provides to the shared encoder. Crate-visible so that the session
+/// encodes each type it sends directly ([`encode_validated`]), not through [`Packet::encode`]'s
+/// dispatch over all 14.
+pub(crate) trait Encode {
     /// The first byte: type and flags.
     fn first_byte(&self) -> u8;
     /// Applies the rules the decoder applies, so that nothing undecodable is written.
@@ -364,7 +367,12 @@ trait Encode {
 }
 
 /// A packet with no body (PINGREQ, PINGRESP, DISCONNECT).
-struct Empty(PacketType);
+pub(crate) struct Empty(PacketType);
+
+/// PINGREQ, for the session's encoder.
+pub(crate) const PINGREQ: Empty = Empty(PacketType::PingReq);
+/// DISCONNECT, for the session's encoder.
+pub(crate) const DISCONNECT: Empty = Empty(PacketType::Disconnect);
 
 impl Encode for Empty {
     fn first_byte(&self) -> u8 {
@@ -397,14 +405,16 @@ fn encoded_len_of(p: &impl Encode) -> Result<(usize, usize), Error> {
 #[inline]
 fn encode_into(p: &impl Encode, buf: &mut [u8]) -> Result<usize, Error> {
     p.check()?;
-    encode_validated_into(p, buf)
+    encode_validated(p, buf)
 }
 
-/// [`encode_into`] without `check`: for packets built from parts that passed the same checks
-/// already (the session's own packets, see [`Packet::encode_validated`]). Debug builds still run
-/// the check. The remaining-length limit and the buffer's size are still checked.
+/// [`Packet::encode`] for a packet whose parts passed the encoder's checks already: the
+/// session's own packets, built from a configuration `Config::validate` accepted, messages
+/// `Session::publish` accepted and filters `Session::subscribe` accepted. The receiver's rules
+/// are not run again (debug builds still run them and panic on a broken one); the
+/// remaining-length limit and the buffer's size are still checked.
 #[inline]
-fn encode_validated_into(p: &impl Encode, buf: &mut [u8]) -> Result<usize, Error> {
+pub(crate) fn encode_validated(p: &impl Encode, buf: &mut [u8]) -> Result<usize, Error> {
     debug_assert_eq!(p.check(), Ok(()), "a validated packet breaks a rule");
     let body = p.body_len();
     let total = 1 + header::remaining_len_size(body) + body;
@@ -489,16 +499,6 @@ impl Packet<'_> {
     #[inline]
     pub fn encode(&self, buf: &mut [u8]) -> Result<usize, Error> {
         dispatch!(self, p => encode_into(p, buf))
-    }
-
-    /// [`encode`](Self::encode) for a packet whose parts passed the encoder's checks already:
-    /// the session's own packets, built from a configuration `Config::validate` accepted,
-    /// messages `Session::publish` accepted and filters `Session::subscribe` accepted. The
-    /// receiver's rules are not run again (debug builds still run them and panic on a broken
-    /// one); the buffer's size is still checked.
-    #[inline]
-    pub(crate) fn encode_validated(&self, buf: &mut [u8]) -> Result<usize, Error> {
-        dispatch!(self, p => encode_validated_into(p, buf))
     }
 }
 

@@ -63,9 +63,8 @@ pub use event::{
 };
 
 use crate::packet::{
-    self, ConnAck, ConnectReturnCode, Packet, PacketId, PacketType, PubAck, PubComp, PubRec,
-    PubRel, Publish, PublishQos, QoS, SubAck, Subscribe, Subscription, Unsubscribe,
-    check_topic_filter,
+    self, ConnAck, ConnectReturnCode, Encode, IdOnly, Packet, PacketId, PacketType, Publish,
+    PublishQos, QoS, SubAck, Subscribe, Subscription, Unsubscribe, check_topic_filter,
 };
 use crate::time::{Duration, Instant};
 use outbox::{Entry, Outbox, Stage};
@@ -235,11 +234,11 @@ enum Control {
 }
 
 impl Control {
-    fn packet(self) -> Packet<'static> {
+    fn packet(self) -> IdOnly {
         match self {
-            Control::PubAck(id) => Packet::PubAck(PubAck::new(id)),
-            Control::PubRec(id) => Packet::PubRec(PubRec::new(id)),
-            Control::PubComp(id) => Packet::PubComp(PubComp::new(id)),
+            Control::PubAck(id) => IdOnly(PacketType::PubAck, id),
+            Control::PubRec(id) => IdOnly(PacketType::PubRec, id),
+            Control::PubComp(id) => IdOnly(PacketType::PubComp, id),
         }
     }
 }
@@ -406,14 +405,14 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
             deadline,
             connect_sent: false,
         } = self.link
-            && out.put(&Packet::Connect(self.config.connect_packet()))
+            && out.put(&self.config.connect_packet())
         {
             self.link = Link::AwaitConnAck {
                 deadline,
                 connect_sent: true,
             };
         }
-        if self.link.is_accepted() && self.keepalive.ping_due && out.put(&Packet::PingReq) {
+        if self.link.is_accepted() && self.keepalive.ping_due && out.put(&packet::PINGREQ) {
             self.keepalive.ping_due = false;
             self.keepalive.ping_sent = Some(now);
         }
@@ -431,7 +430,7 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
         }
         if let Link::Closing { .. } = self.link
             && self.control.is_empty()
-            && out.put(&Packet::Disconnect)
+            && out.put(&packet::DISCONNECT)
         {
             self.end_connection();
             self.push_command(Command::Close);
@@ -1051,10 +1050,10 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
                 let written = if unsubscribe {
                     let filters: Vec<&str, FILTERS_PER_PACKET> =
                         picked.iter().map(|&i| self.subs.filter(i)).collect();
-                    out.put(&Packet::Unsubscribe(Unsubscribe {
+                    out.put(&Unsubscribe {
                         packet_id,
                         filters: (&filters[..]).into(),
-                    }))
+                    })
                 } else {
                     let subs: Vec<Subscription<'_>, FILTERS_PER_PACKET> = picked
                         .iter()
@@ -1063,10 +1062,10 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
                             qos: self.subs.entry(i).map_or(QoS::AtMostOnce, |e| e.qos),
                         })
                         .collect();
-                    out.put(&Packet::Subscribe(Subscribe {
+                    out.put(&Subscribe {
                         packet_id,
                         filters: (&subs[..]).into(),
-                    }))
+                    })
                 };
                 if !written {
                     return;
@@ -1092,7 +1091,7 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
             match entry.stage {
                 Stage::Releasing => {
                     let Some(id) = entry.packet_id else { break };
-                    if !out.put(&Packet::PubRel(PubRel::new(id))) {
+                    if !out.put(&IdOnly(PacketType::PubRel, id)) {
                         return;
                     }
                     if let Some(e) = self.outbox.entry_mut(i) {
@@ -1103,7 +1102,7 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
                     let Some(publish) = self.outbox.publish(i) else {
                         break;
                     };
-                    if !out.put(&Packet::Publish(publish)) {
+                    if !out.put(&publish) {
                         return;
                     }
                     self.outbox.remove(i);
@@ -1114,7 +1113,7 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
                     let Some(publish) = self.outbox.publish(i) else {
                         break;
                     };
-                    if !out.put(&Packet::Publish(publish)) {
+                    if !out.put(&publish) {
                         return;
                     }
                     in_flight += 1;
@@ -1293,12 +1292,13 @@ struct Output<'a> {
 impl Output<'_> {
     /// Writes `packet` if it fits whole; false if it does not (it waits for the next call).
     /// Every packet the session writes is built from validated parts (`Config::validate`,
-    /// `publish`, `subscribe`, `unsubscribe`), so the receiver's checks are not run again.
-    fn put(&mut self, packet: &Packet<'_>) -> bool {
+    /// `publish`, `subscribe`, `unsubscribe`), so the receiver's checks are not run again; and
+    /// only the types a client sends are linked, not [`Packet::encode`]'s dispatch over all 14.
+    fn put(&mut self, packet: &impl Encode) -> bool {
         let Some(rest) = self.buf.get_mut(self.len..) else {
             return false;
         };
-        match packet.encode_validated(rest) {
+        match packet::encode_validated(packet, rest) {
             Ok(n) => {
                 self.len += n;
                 true
