@@ -72,11 +72,11 @@ enum Link {
     Closed,
     Opening,
     Open,
-    /// The connection is being closed: first the rest of the transmit buffer (DISCONNECT) if
-    /// `flush`, then the transport, both until `deadline`. Kept as state so that a `poll`
-    /// dropped halfway finishes the close on its next call instead of forgetting it.
+    /// The connection is being closed: first the rest of the transmit buffer (DISCONNECT, which
+    /// `wait` writes like any other bytes), then the transport, both until `deadline`. Kept as
+    /// state so that a `poll` dropped halfway finishes the close on its next call instead of
+    /// forgetting it.
     Closing {
-        flush: bool,
         deadline: Instant,
     },
 }
@@ -185,7 +185,11 @@ where
             let now = self.clock.now();
             self.session.handle_timeout(now);
             self.run_commands().await;
-            if let Some(event) = self.session.poll_event() {
+            // While DISCONNECT is still going out, `Disconnected` waits: an application that
+            // stops polling on it has left the broker a clean disconnect.
+            if !matches!(self.link, Link::Closing { .. })
+                && let Some(event) = self.session.poll_event()
+            {
                 return Ok(ClientEvent::Session(event));
             }
             if self.link == Link::Open {
@@ -274,8 +278,12 @@ where
 
     async fn run_commands(&mut self) {
         loop {
-            if let Link::Closing { flush, deadline } = self.link {
-                self.finish_close(flush, deadline).await;
+            if let Link::Closing { deadline } = self.link {
+                if self.tx_start < self.tx_end && self.clock.now() < deadline {
+                    // `wait` writes the rest (DISCONNECT) first.
+                    return;
+                }
+                self.finish_close(deadline).await;
             }
             match self.session.poll_command() {
                 Some(Command::Open) => self.link = Link::Opening,
@@ -292,7 +300,7 @@ where
     /// Starts closing the connection; [`finish_close`](Self::finish_close) completes it.
     fn begin_close(&mut self, flush: bool) {
         let deadline = self.clock.now() + self.session.config().ping_timeout;
-        self.link = Link::Closing { flush, deadline };
+        self.link = Link::Closing { deadline };
         self.rx_len = 0;
         self.rx_delivered = 0;
         if !flush {
@@ -301,41 +309,22 @@ where
         }
     }
 
-    /// Cancel-safe: every step leaves `link` saying what is left to do.
-    async fn finish_close(&mut self, flush: bool, deadline: Instant) {
-        if flush {
-            self.flush_tx(deadline).await;
-            self.link = Link::Closing {
-                flush: false,
-                deadline,
-            };
-        }
+    /// Closes the transport (which flushes what it holds, see its contract). Cancel-safe: a
+    /// dropped close is done again by the next call.
+    async fn finish_close(&mut self, deadline: Instant) {
         self.tx_start = 0;
         self.tx_end = 0;
         let _ = select(self.transport.close(), self.clock.sleep_until(deadline)).await;
         self.link = Link::Closed;
     }
 
-    async fn flush_tx(&mut self, deadline: Instant) {
-        while self.tx_start < self.tx_end {
-            let pending = self.tx.get(self.tx_start..self.tx_end).unwrap_or(&[]);
-            match select(
-                self.transport.write(pending),
-                self.clock.sleep_until(deadline),
-            )
-            .await
-            {
-                Either::First(Ok(n)) if n > 0 => self.tx_start += n,
-                _ => return,
-            }
-        }
-        let _ = select(self.transport.flush(), self.clock.sleep_until(deadline)).await;
-    }
-
-    /// Waits for the first of: the next deadline, the connect finishing, the write going out,
-    /// bytes arriving.
+    /// Waits for the first of: the next deadline (while closing, the close's), the connect
+    /// finishing, the write going out, bytes arriving.
     async fn wait(&mut self) {
-        let deadline = self.session.poll_timeout();
+        let deadline = match self.link {
+            Link::Closing { deadline } => Some(deadline),
+            _ => self.session.poll_timeout(),
+        };
         let sleep = async {
             match deadline {
                 Some(at) => self.clock.sleep_until(at).await,
@@ -360,7 +349,7 @@ where
                 }
                 Either::Second(()) => {}
             },
-            Link::Open if self.tx_start < self.tx_end => {
+            Link::Open | Link::Closing { .. } if self.tx_start < self.tx_end => {
                 let pending = self.tx.get(self.tx_start..self.tx_end).unwrap_or(&[]);
                 match select(self.transport.write(pending), sleep).await {
                     Either::First(Ok(n)) if n > 0 => self.tx_start += n,
@@ -386,7 +375,7 @@ where
                     Either::Second(()) => {}
                 }
             }
-            // `run_commands` finished any close before `wait` was called.
+            // `run_commands` closed the transport if nothing was left to write.
             Link::Closed | Link::Closing { .. } => sleep.await,
         }
     }
