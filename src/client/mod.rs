@@ -193,12 +193,16 @@ where
                 return Ok(ClientEvent::Session(event));
             }
             if self.link == Link::Open {
+                // What became due (above all the acknowledgement of the message just
+                // released) joins the transmit buffer before the next buffered packet is
+                // handed out: a burst of inbound QoS 1/2 messages must not pile up its
+                // acknowledgements in the session, whose queue for them is small.
+                self.fill_tx(now);
                 match self.receive_buffered(now) {
                     Received::Message(len) => break len,
                     Received::Handled => continue,
                     Received::Nothing => {}
                 }
-                self.fill_tx(now);
             }
             if self.link == Link::Closed && self.session.state() == State::Stopped {
                 return Err(ClientError::Stopped);
@@ -269,10 +273,24 @@ where
         }
     }
 
+    /// Appends the packets the session wants sent to the bytes still waiting in the transmit
+    /// buffer, whole packets only. Appending (rather than refilling only an empty buffer) lets
+    /// one write carry everything that became due meanwhile: acknowledgements of several
+    /// received messages, the next messages of the window. A room smaller than
+    /// `max_packet_size` is fine: a packet that does not fit waits for the next call, and once
+    /// the buffer is empty the whole of it is offered.
     fn fill_tx(&mut self, now: Instant) {
         if self.tx_start == self.tx_end {
             self.tx_start = 0;
-            self.tx_end = self.session.poll_transmit(now, self.tx);
+            self.tx_end = 0;
+        } else if self.tx_start > 0 {
+            // After a short write: the rest to the front, the room behind it.
+            self.tx.copy_within(self.tx_start..self.tx_end, 0);
+            self.tx_end -= self.tx_start;
+            self.tx_start = 0;
+        }
+        if let Some(free) = self.tx.get_mut(self.tx_end..).filter(|f| !f.is_empty()) {
+            self.tx_end += self.session.poll_transmit(now, free);
         }
     }
 

@@ -626,6 +626,46 @@ fn inbound_qos2_is_received_on_the_next_poll_and_completed() {
     assert_eq!(tail, [Pkt::PubRec(9), Pkt::PubComp(9)]);
 }
 
+/// Regression: the acknowledgements of a burst of inbound QoS 1 messages read in one go were
+/// only taken out of the session once no whole packet was left in the receive buffer, so more
+/// than the session's 16 owed acknowledgements (mosquitto allows 20 messages in flight to a
+/// subscriber) closed the connection with `InboundBacklog`.
+#[test]
+fn a_burst_of_inbound_qos1_is_acknowledged_without_backlog() {
+    const BURST: u16 = 40;
+    let mut h = Harness::with(config(), Sizes { rx: 2048, tx: 512 });
+    h.run_until_up();
+    let mut bytes = Vec::new();
+    for i in 1..=BURST {
+        let payload = [i as u8; 8];
+        bytes.extend(transport::encode(&publish_packet(
+            "in/burst",
+            &payload,
+            PublishQos::AtLeastOnce(id(i)),
+        )));
+    }
+    h.push_rx(Rx::Data(bytes));
+    for i in 1..=BURST {
+        assert_eq!(
+            h.next(),
+            Ok(Ev::Message(message(
+                "in/burst",
+                &[i as u8; 8],
+                QoS::AtLeastOnce
+            )))
+        );
+    }
+    assert_eq!(h.next_until(h.now() + 1_000), None);
+    let acks: Vec<Pkt> = h
+        .packets()
+        .into_iter()
+        .filter(|p| matches!(p, Pkt::PubAck(_)))
+        .collect();
+    assert_eq!(acks, (1..=BURST).map(Pkt::PubAck).collect::<Vec<_>>());
+    assert_eq!(h.net().connections, 1);
+    h.assert_clean_stream();
+}
+
 // ----- QoS 1 across an outage -----
 
 #[test]
