@@ -184,7 +184,7 @@ where
         let delivered = loop {
             let now = self.clock.now();
             self.session.handle_timeout(now);
-            self.run_commands().await;
+            self.run_commands();
             // While DISCONNECT is still going out, `Disconnected` waits: an application that
             // stops polling on it has left the broker a clean disconnect.
             if !matches!(self.link, Link::Closing { .. })
@@ -294,15 +294,10 @@ where
         }
     }
 
-    async fn run_commands(&mut self) {
-        loop {
-            if let Link::Closing { deadline } = self.link {
-                if self.tx_start < self.tx_end && self.clock.now() < deadline {
-                    // `wait` writes the rest (DISCONNECT) first.
-                    return;
-                }
-                self.finish_close(deadline).await;
-            }
+    /// Carries out the session's transport commands; closing the transport is left to
+    /// [`wait`](Self::wait), and a closing link takes no further command until it is closed.
+    fn run_commands(&mut self) {
+        while !matches!(self.link, Link::Closing { .. }) {
             match self.session.poll_command() {
                 Some(Command::Open) => self.link = Link::Opening,
                 Some(Command::Close) => {
@@ -315,7 +310,8 @@ where
         }
     }
 
-    /// Starts closing the connection; [`finish_close`](Self::finish_close) completes it.
+    /// Starts closing the connection; [`wait`](Self::wait) writes what is left (DISCONNECT),
+    /// then closes the transport.
     fn begin_close(&mut self, flush: bool) {
         let deadline = self.clock.now() + self.session.config().ping_timeout;
         self.link = Link::Closing { deadline };
@@ -327,74 +323,93 @@ where
         }
     }
 
-    /// Closes the transport (which flushes what it holds, see its contract). Cancel-safe: a
-    /// dropped close is done again by the next call.
-    async fn finish_close(&mut self, deadline: Instant) {
-        self.tx_start = 0;
-        self.tx_end = 0;
-        let _ = select(self.transport.close(), self.clock.sleep_until(deadline)).await;
-        self.link = Link::Closed;
-    }
-
     /// Waits for the first of: the next deadline (while closing, the close's), the connect
-    /// finishing, the write going out, bytes arriving.
+    /// finishing, the write going out, bytes arriving, the close finishing. One transport
+    /// operation, chosen by the link's state, raced against one timer: a single `select`, and
+    /// the outcome handled by a plain function ([`on_io`](Self::on_io)).
+    ///
+    /// Cancel-safe: only [`on_io`](Self::on_io) changes state, after the `select` is over; a
+    /// close dropped halfway is done again by the next call.
     async fn wait(&mut self) {
         let deadline = match self.link {
             Link::Closing { deadline } => Some(deadline),
             _ => self.session.poll_timeout(),
         };
-        let sleep = async {
+        let link = self.link;
+        let pending = self.tx.get(self.tx_start..self.tx_end).unwrap_or(&[]);
+        let free = self.rx.get_mut(self.rx_len..).unwrap_or(&mut []);
+        let transport = &mut self.transport;
+        let clock = &self.clock;
+        let io = async move {
+            match link {
+                Link::Opening => Io::Connected(transport.connect().await),
+                Link::Open | Link::Closing { .. } if !pending.is_empty() => {
+                    Io::Wrote(transport.write(pending).await)
+                }
+                Link::Open => Io::Read(transport.read(free).await),
+                Link::Closing { .. } => {
+                    transport.close().await;
+                    Io::Closed
+                }
+                Link::Closed => core::future::pending().await,
+            }
+        };
+        let sleep = async move {
             match deadline {
-                Some(at) => self.clock.sleep_until(at).await,
+                Some(at) => clock.sleep_until(at).await,
                 None => core::future::pending().await,
             }
         };
-        match self.link {
-            Link::Opening => match select(self.transport.connect(), sleep).await {
-                Either::First(result) => {
-                    let now = self.clock.now();
-                    match result {
-                        Ok(()) => {
-                            self.link = Link::Open;
-                            self.session.connected(now);
-                        }
-                        Err(e) => {
-                            warn!("connect failed: {:?}", embedded_io_async::Error::kind(&e));
-                            self.link = Link::Closed;
-                            self.session.connect_failed(now);
-                        }
+        let io = match select(io, sleep).await {
+            Either::First(io) => io,
+            Either::Second(()) => Io::Timer,
+        };
+        self.on_io(io);
+    }
+
+    /// What the transport operation (or the timer) of [`wait`](Self::wait) ended with.
+    fn on_io(&mut self, io: Io<T::Error>) {
+        match io {
+            Io::Connected(result) => {
+                let now = self.clock.now();
+                match result {
+                    Ok(()) => {
+                        self.link = Link::Open;
+                        self.session.connected(now);
                     }
-                }
-                Either::Second(()) => {}
-            },
-            Link::Open | Link::Closing { .. } if self.tx_start < self.tx_end => {
-                let pending = self.tx.get(self.tx_start..self.tx_end).unwrap_or(&[]);
-                match select(self.transport.write(pending), sleep).await {
-                    Either::First(Ok(n)) if n > 0 => self.tx_start += n,
-                    Either::First(result) => {
-                        if let Err(e) = result {
-                            warn!("write failed: {:?}", embedded_io_async::Error::kind(&e));
-                        }
-                        self.connection_lost();
+                    Err(e) => {
+                        warn!("connect failed: {:?}", embedded_io_async::Error::kind(&e));
+                        self.link = Link::Closed;
+                        self.session.connect_failed(now);
                     }
-                    Either::Second(()) => {}
                 }
             }
-            Link::Open => {
-                let free = self.rx.get_mut(self.rx_len..).unwrap_or(&mut []);
-                match select(self.transport.read(free), sleep).await {
-                    Either::First(Ok(n)) if n > 0 => self.rx_len += n,
-                    Either::First(result) => {
-                        if let Err(e) = result {
-                            warn!("read failed: {:?}", embedded_io_async::Error::kind(&e));
-                        }
-                        self.connection_lost();
-                    }
-                    Either::Second(()) => {}
+            Io::Wrote(Ok(n)) if n > 0 => self.tx_start += n,
+            Io::Read(Ok(n)) if n > 0 => self.rx_len += n,
+            Io::Wrote(result) => {
+                if let Err(e) = result {
+                    warn!("write failed: {:?}", embedded_io_async::Error::kind(&e));
+                }
+                self.connection_lost();
+            }
+            Io::Read(result) => {
+                if let Err(e) = result {
+                    warn!("read failed: {:?}", embedded_io_async::Error::kind(&e));
+                }
+                self.connection_lost();
+            }
+            Io::Closed => self.link = Link::Closed,
+            // The close's deadline: give up what is left to write, then close (raced against
+            // the same, passed, deadline: one try), then stop waiting for it.
+            Io::Timer if matches!(self.link, Link::Closing { .. }) => {
+                if self.tx_start < self.tx_end {
+                    self.tx_start = 0;
+                    self.tx_end = 0;
+                } else {
+                    self.link = Link::Closed;
                 }
             }
-            // `run_commands` closed the transport if nothing was left to write.
-            Link::Closed | Link::Closing { .. } => sleep.await,
+            Io::Timer => {}
         }
     }
 
@@ -403,6 +418,15 @@ where
         self.session.closed(self.clock.now());
         self.begin_close(false);
     }
+}
+
+/// How the transport operation of [`Client::wait`] ended, or that the timer came first.
+enum Io<E> {
+    Connected(Result<(), E>),
+    Wrote(Result<usize, E>),
+    Read(Result<usize, E>),
+    Closed,
+    Timer,
 }
 
 enum Received {
