@@ -398,7 +398,9 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
     }
 
     /// Writes whole packets that are due into `buf` and returns how many bytes it wrote. Call
-    /// it until it returns 0; `buf` must hold at least `max_packet_size` bytes.
+    /// it until it returns 0. A packet that does not fit waits for the next call, so `buf` may
+    /// be the free tail of a transmit buffer; an empty buffer must hold `max_packet_size`
+    /// bytes, or the largest packets could never go out.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> usize {
         let mut out = Output { buf, len: 0 };
         if let Link::AwaitConnAck {
