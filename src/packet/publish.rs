@@ -59,7 +59,9 @@ pub struct Publish<'a> {
 }
 
 impl<'a> Publish<'a> {
-    #[inline]
+    // Always inlined on the 64-bit hosts: see `decode_body`.
+    #[cfg_attr(any(target_arch = "x86_64", target_arch = "aarch64"), inline(always))]
+    #[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), inline)]
     pub(crate) fn read(flags: u8, r: &mut Reader<'a>) -> Result<Self, Error> {
         let dup = flags & FLAG_DUP != 0;
         let retain = flags & FLAG_RETAIN != 0;
