@@ -13,11 +13,11 @@
 //! seed, the step and the last events, so that it can be replayed:
 //!
 //! ```text
-//! SIM_SEED=1234 cargo test --test simulation replay -- --nocapture
+//! SIM_SEED=1234 cargo test --test simulation replay -- --ignored --nocapture
 //! ```
 //!
 //! `SIM_STEPS` overrides the scenario length of a replay. The default run covers a fixed seed
-//! set; `SHEARWATER_LONG_SIM=1` turns on a much larger one (`SIM_SEEDS`, `SIM_STEPS`,
+//! set; the ignored `long_simulation` tests (`-- --ignored`) run a much larger one (`SIM_SEEDS`, `SIM_STEPS`,
 //! `SIM_SECONDS` bound it).
 //!
 //! # Exactly once
@@ -541,7 +541,7 @@ impl<'b> Sim<'b> {
         );
         let _ = writeln!(
             m,
-            "  replay: SIM_SEED={} SIM_STEPS={} cargo test --test simulation replay -- --nocapture",
+            "  replay: SIM_SEED={} SIM_STEPS={} cargo test --test simulation replay -- --ignored --nocapture",
             sc.seed, sc.steps
         );
         let _ = writeln!(m, "  scenario: {sc:?}");
@@ -1603,26 +1603,22 @@ fn simulation_shard_3() {
     shard(3);
 }
 
-/// `SIM_SEED=n cargo test --test simulation replay -- --nocapture` runs one seed with a full
-/// trace on stderr (`SIM_QUIET=1`: only the failure's own trace). Without `SIM_SEED` it does
-/// nothing.
+/// `SIM_SEED=n cargo test --test simulation replay -- --ignored --nocapture` runs one seed with a full
+/// trace on stderr (`SIM_QUIET=1`: only the failure's own trace). Ignored by default; naming it
+/// runs it, and then `SIM_SEED` is required.
 #[test]
+#[ignore = "replays one seed: SIM_SEED=n cargo test --test simulation replay -- --ignored"]
 fn replay() {
-    let Some(seed) = env_u64("SIM_SEED") else {
-        return;
-    };
+    let seed = env_u64("SIM_SEED").expect("replay needs SIM_SEED=n");
     let steps = env_u64("SIM_STEPS").map_or(STEPS, |s| s as u32);
     let stats = run_seed(seed, steps, std::env::var_os("SIM_QUIET").is_none());
     eprintln!("seed {seed}: {stats:?}");
 }
 
-/// The long run, on only with `SHEARWATER_LONG_SIM=1`: `SIM_SEEDS` seeds (default 20,000) of
-/// `SIM_STEPS` steps (default 3,000), starting after the default run's seeds, within
-/// `SIM_SECONDS` (default 900) of wall time per shard.
+/// The long run, ignored by default (`.ci/run` runs it with `--ignored`): `SIM_SEEDS` seeds
+/// (default 20,000) of `SIM_STEPS` steps (default 3,000), starting after the default run's
+/// seeds, within `SIM_SECONDS` (default 900) of wall time per shard.
 fn long_shard(n: u64) {
-    if std::env::var("SHEARWATER_LONG_SIM").as_deref() != Ok("1") {
-        return;
-    }
     let seeds = env_u64("SIM_SEEDS").unwrap_or(20_000);
     let steps = env_u64("SIM_STEPS").map_or(3_000, |s| s as u32);
     let budget = std::time::Duration::from_secs(env_u64("SIM_SECONDS").unwrap_or(900));
@@ -1664,21 +1660,25 @@ fn long_shard(n: u64) {
 }
 
 #[test]
+#[ignore = "the long simulation: cargo test --release --test simulation long_simulation -- --ignored"]
 fn long_simulation_shard_0() {
     long_shard(0);
 }
 
 #[test]
+#[ignore = "the long simulation: cargo test --release --test simulation long_simulation -- --ignored"]
 fn long_simulation_shard_1() {
     long_shard(1);
 }
 
 #[test]
+#[ignore = "the long simulation: cargo test --release --test simulation long_simulation -- --ignored"]
 fn long_simulation_shard_2() {
     long_shard(2);
 }
 
 #[test]
+#[ignore = "the long simulation: cargo test --release --test simulation long_simulation -- --ignored"]
 fn long_simulation_shard_3() {
     long_shard(3);
 }

@@ -146,7 +146,8 @@ pub enum Event {
     },
     /// `max_attempts` consecutive attempts failed; the session stopped.
     GaveUp,
-    /// DISCONNECT was sent (or there was no connection); the session stopped.
+    /// The session stopped at the application's request: DISCONNECT was sent, or there was no
+    /// connection to send it on, or the connection failed while it was being closed.
     Disconnected,
     /// The broker acknowledged a QoS 1 (PUBACK) or QoS 2 (PUBCOMP) message; a QoS 0 message
     /// was written to the connection.
