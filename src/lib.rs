@@ -57,6 +57,7 @@ mod fmt;
 
 pub mod client;
 pub mod packet;
+pub mod rand;
 pub mod session;
 pub mod time;
 pub mod transport;

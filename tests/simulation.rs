@@ -44,7 +44,7 @@ use shearwater::session::{
 };
 use shearwater::time::{Duration, Instant};
 use support::{
-    Broker, DENIED_FILTER, FROM_CLIENT, Mode, Out, Pk, SplitMix64, delivery_of, payload,
+    Broker, DENIED_FILTER, Draw, FROM_CLIENT, Mode, Out, Pk, SplitMix64, delivery_of, payload,
     payload_seq,
 };
 
@@ -91,7 +91,7 @@ struct Scenario {
 
 impl Scenario {
     fn generate(seed: u64, steps: u32) -> (Scenario, SplitMix64) {
-        let mut rng = SplitMix64(seed ^ 0x005E_ED0F_5A1D);
+        let mut rng = SplitMix64::new(seed ^ 0x005E_ED0F_5A1D);
         let keep_alive_secs = rng.range(2, 25) as u16;
         let backoff_min_ms = rng.range(100, 2_000);
         let sc = Scenario {
@@ -112,7 +112,7 @@ impl Scenario {
             latency_up_ms: rng.range(1, 50),
             latency_down_ms: rng.range(1, 50),
             fault_per_mille: rng.range(0, 60),
-            churn: seed >= SEEDS && SplitMix64(seed ^ 0xC4_0000_0C4E).below(30) == 0,
+            churn: seed >= SEEDS && SplitMix64::new(seed ^ 0xC4_0000_0C4E).below(30) == 0,
         };
         (sc, rng)
     }

@@ -21,11 +21,11 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
-use rand_core::RngCore;
 use shearwater::packet::{
     ConnAck, ConnectReturnCode, Decoded, Packet, PacketId, PacketType, PubAck, PubComp, PubRec,
     PubRel, Publish, PublishQos, QoS, SubAck, SubAckReturnCode, Subscription, UnsubAck, decode,
 };
+use shearwater::rand::SplitMix64;
 use shearwater::session::{
     CloseReason, Command, Config, Event, InboundAck, OutgoingMessage, PublishId, Session,
 };
@@ -45,27 +45,6 @@ macro_rules! trace {
 
 const TOPICS: [&str; 3] = ["t", "t/a", "u/b/c"];
 const FILTERS: [&str; 5] = ["t", "t/#", "+/a", "u/+/c", "#"];
-
-/// SplitMix64 for the reconnect jitter.
-struct Rng(u64);
-
-impl RngCore for Rng {
-    fn next_u32(&mut self) -> u32 {
-        (self.next_u64() >> 32) as u32
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn fill_bytes(&mut self, dst: &mut [u8]) {
-        for b in dst {
-            *b = self.next_u64() as u8;
-        }
-    }
-}
 
 /// The input, read front to back; zeros once it runs out.
 struct Input<'a>(&'a [u8]);
@@ -95,7 +74,7 @@ impl<'a> Input<'a> {
 
 /// Outbound store entries, subscription entries, inbound QoS 2 exchanges: small, so the
 /// fuzzer reaches every limit.
-type Sut<'b> = Session<'b, Rng, 4, 3, 2>;
+type Sut<'b> = Session<'b, SplitMix64, 4, 3, 2>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Transport {
@@ -166,7 +145,7 @@ fuzz_target!(|data: &[u8]| {
 
     let mut outbox = [0u8; 200];
     let mut filters = [0u8; 24];
-    let Ok(s) = Sut::new(config, &mut outbox, &mut filters, Rng(seed)) else {
+    let Ok(s) = Sut::new(config, &mut outbox, &mut filters, SplitMix64::new(seed)) else {
         return;
     };
     let mut d = Driver {

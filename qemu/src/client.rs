@@ -277,8 +277,14 @@ fn round_trip() {
     };
     let mut config = Config::new("dev-1");
     config.keep_alive_secs = 5;
-    let mut client: Client<'_, SimNet<'_>, SimClock<'_>, TestRng, 8, 4, 4> =
-        Client::new(config, buffers, SimNet(&sim), SimClock(&sim), TestRng(7)).unwrap();
+    let mut client: Client<'_, SimNet<'_>, SimClock<'_>, TestRng, 8, 4, 4> = Client::new(
+        config,
+        buffers,
+        SimNet(&sim),
+        SimClock(&sim),
+        TestRng::new(7),
+    )
+    .unwrap();
     client
         .subscribe(&[Subscription {
             filter: "echo/#",
@@ -425,15 +431,21 @@ fn faults(seed: u64) {
     let mut config = Config::new("dev-1");
     config.keep_alive_secs = 5;
     config.backoff.max = shearwater::time::Duration::from_secs(8);
-    let mut client: SimClient<'_, '_> =
-        Client::new(config, buffers, SimNet(&sim), SimClock(&sim), TestRng(seed)).unwrap();
+    let mut client: SimClient<'_, '_> = Client::new(
+        config,
+        buffers,
+        SimNet(&sim),
+        SimClock(&sim),
+        TestRng::new(seed),
+    )
+    .unwrap();
     client
         .subscribe(&[Subscription {
             filter: "echo/#",
             qos: QoS::AtLeastOnce,
         }])
         .unwrap();
-    let mut dice = TestRng(seed.wrapping_mul(0x9E37_79B9));
+    let mut dice = TestRng::new(seed.wrapping_mul(0x9E37_79B9));
     // Accepted QoS 1 messages not reported published yet.
     let mut pending: Vec<PublishId, 8> = Vec::new();
     let (mut published, mut ups, mut downs, mut messages) = (0u32, 0u32, 0u32, 0u32);

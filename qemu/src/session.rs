@@ -3,11 +3,11 @@
 //! into fixed-capacity values instead of `String`s and `Vec`s.
 
 use heapless::Vec;
-use rand_core::RngCore;
 use shearwater::packet::{
     ConnAck, ConnectReturnCode, Decoded, Packet, PacketId, PubAck, PubComp, PubRec, PubRel,
     Publish, PublishQos, QoS, decode,
 };
+pub use shearwater::rand::SplitMix64 as TestRng;
 use shearwater::session::{
     CloseReason, Command, Config, Event, OutgoingMessage, PublishId, Session, State,
 };
@@ -35,27 +35,6 @@ pub const SCENARIOS: &[Scenario] = &[
         qos2_pubrel_resent_after_reconnect,
     ),
 ];
-
-/// SplitMix64, seeded like the host tests.
-pub struct TestRng(pub u64);
-
-impl RngCore for TestRng {
-    fn next_u32(&mut self) -> u32 {
-        (self.next_u64() >> 32) as u32
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn fill_bytes(&mut self, dst: &mut [u8]) {
-        for b in dst {
-            *b = self.next_u64() as u8;
-        }
-    }
-}
 
 /// What the session wrote, reduced to what the assertions look at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,7 +94,7 @@ macro_rules! rig {
         let mut outbox = [0u8; 2048];
         let mut filters = [0u8; 256];
         let mut $rig = Rig {
-            s: Session::new($config, &mut outbox, &mut filters, TestRng(1)).unwrap(),
+            s: Session::new($config, &mut outbox, &mut filters, TestRng::new(1)).unwrap(),
             now: Instant::ZERO,
         };
     };

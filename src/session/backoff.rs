@@ -55,26 +55,7 @@ impl BackoffConfig {
 #[cfg(test)]
 mod test {
     use super::*;
-
-    /// A small deterministic generator for tests (SplitMix64).
-    struct SplitMix(u64);
-    impl RngCore for SplitMix {
-        fn next_u32(&mut self) -> u32 {
-            (self.next_u64() >> 32) as u32
-        }
-        fn next_u64(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-        fn fill_bytes(&mut self, dst: &mut [u8]) {
-            for b in dst {
-                *b = self.next_u64() as u8;
-            }
-        }
-    }
+    use crate::rand::SplitMix64;
 
     #[test]
     fn test_ceiling_doubles_to_the_cap() {
@@ -88,7 +69,7 @@ mod test {
     #[test]
     fn test_delays_stay_in_bounds_and_spread() {
         let c = BackoffConfig::default();
-        let mut rng = SplitMix(7);
+        let mut rng = SplitMix64::new(7);
         for failures in 1..12 {
             let ceiling = c.ceiling(failures);
             let delays: Vec<Duration> = (0..1000).map(|_| c.delay(failures, &mut rng)).collect();

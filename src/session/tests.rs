@@ -8,27 +8,7 @@ use crate::packet::{
     ConnAck, ConnectReturnCode, Decoded, Packet, PubAck, PubComp, PubRec, PubRel, Publish,
     PublishQos, QoS, SubAck, SubAckReturnCode, Subscription, UnsubAck, Will, decode,
 };
-
-/// SplitMix64: a tiny deterministic generator.
-pub(crate) struct TestRng(pub(crate) u64);
-
-impl RngCore for TestRng {
-    fn next_u32(&mut self) -> u32 {
-        (self.next_u64() >> 32) as u32
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn fill_bytes(&mut self, dst: &mut [u8]) {
-        for b in dst {
-            *b = self.next_u64() as u8;
-        }
-    }
-}
+use crate::rand::SplitMix64;
 
 /// What the session wrote, owned so tests can compare it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,7 +83,7 @@ fn id(v: u16) -> PacketId {
     PacketId::new(v).unwrap()
 }
 
-type TestSession = Session<'static, TestRng, 8, 4, 4>;
+type TestSession = Session<'static, SplitMix64, 8, 4, 4>;
 
 struct Rig {
     s: TestSession,
@@ -115,7 +95,7 @@ impl Rig {
         let outbox = Box::leak(Box::new([0u8; 2048]));
         let filters = Box::leak(Box::new([0u8; 256]));
         Self {
-            s: Session::new(config, outbox, filters, TestRng(1)).unwrap(),
+            s: Session::new(config, outbox, filters, SplitMix64::new(1)).unwrap(),
             now: Instant::ZERO,
         }
     }

@@ -4,37 +4,16 @@
 use std::cell::{RefCell, RefMut};
 use std::rc::Rc;
 
-use rand_core::RngCore;
 use shearwater::client::{Buffers, Client, ClientError, ClientEvent};
 use shearwater::packet::{Packet, QoS};
+use shearwater::rand::SplitMix64;
 use shearwater::session::{Config, Event, OutgoingMessage, PublishId};
 
 use crate::clock::{Limit, Outcome, Time, VirtualClock, drive};
 use crate::transport::{Net, Pkt, Rx, ScriptedTransport, Sent};
 
-/// A small deterministic generator (SplitMix64), for the reconnect jitter.
-pub struct SplitMix(pub u64);
-
-impl RngCore for SplitMix {
-    fn next_u32(&mut self) -> u32 {
-        (self.next_u64() >> 32) as u32
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn fill_bytes(&mut self, dst: &mut [u8]) {
-        for b in dst {
-            *b = self.next_u64() as u8;
-        }
-    }
-}
-
 /// The client type under test.
-pub type TestClient = Client<'static, ScriptedTransport, VirtualClock, SplitMix>;
+pub type TestClient = Client<'static, ScriptedTransport, VirtualClock, SplitMix64>;
 
 /// An application message, owned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,7 +119,7 @@ impl Harness {
             buffers,
             ScriptedTransport::new(net.clone()),
             VirtualClock::new(time.clone()),
-            SplitMix(0x5EED),
+            SplitMix64::new(0x5EED),
         )
         .expect("valid configuration");
         Self {

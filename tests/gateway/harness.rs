@@ -5,9 +5,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use rand_core::RngCore;
 use shearwater::client::{Buffers, Client, ClientEvent, TokioClock};
 use shearwater::packet::{QoS, Subscription};
+use shearwater::rand::SplitMix64;
 use shearwater::session::{
     CloseReason, Config, Event, OutgoingMessage, PublishError, PublishId, State,
 };
@@ -16,30 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 /// The client as the tests build it: 64 stored messages, 8 subscriptions.
-pub type TestClient = Client<'static, TokioTransport, TokioClock, SplitMix, 64, 8, 8>;
-
-/// A small seeded generator (SplitMix64) for the reconnect jitter: each test's delays are
-/// reproducible from its seed.
-pub struct SplitMix(pub u64);
-
-impl RngCore for SplitMix {
-    fn next_u32(&mut self) -> u32 {
-        (self.next_u64() >> 32) as u32
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn fill_bytes(&mut self, dst: &mut [u8]) {
-        for chunk in dst.chunks_mut(8) {
-            let bytes = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&bytes[..chunk.len()]);
-        }
-    }
-}
+pub type TestClient = Client<'static, TokioTransport, TokioClock, SplitMix64, 64, 8, 8>;
 
 /// What `poll` returned, owned.
 #[derive(Debug, Clone, PartialEq)]
@@ -176,7 +153,7 @@ impl ClientTask {
             buffers,
             TokioTransport::new(addr),
             TokioClock::new(),
-            SplitMix(seed),
+            SplitMix64::new(seed),
         )
         .expect("a valid configuration");
         for (filter, qos) in subscriptions {

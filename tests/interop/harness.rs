@@ -8,9 +8,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration as StdDuration;
 
-use rand_core::RngCore;
 use shearwater::client::{Buffers, Client, ClientEvent, TokioClock};
 use shearwater::packet::{QoS, SubAckReturnCode, Subscription, Will};
+use shearwater::rand::SplitMix64;
 use shearwater::session::{Config, Event, OutgoingMessage, PublishError, PublishId, RequestId};
 use shearwater::time::Duration;
 use shearwater::transport::tokio::TokioTransport;
@@ -103,28 +103,7 @@ pub enum Seen {
     Stopped,
 }
 
-/// SplitMix64 for reconnect jitter.
-pub struct TestRng(u64);
-
-impl RngCore for TestRng {
-    fn next_u32(&mut self) -> u32 {
-        (self.next_u64() >> 32) as u32
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn fill_bytes(&mut self, dst: &mut [u8]) {
-        for b in dst {
-            *b = self.next_u64() as u8;
-        }
-    }
-}
-
-type Inner = Client<'static, TokioTransport, TokioClock, TestRng>;
+type Inner = Client<'static, TokioTransport, TokioClock, SplitMix64>;
 
 /// The real client plus what it reported and the test has not consumed yet.
 pub struct TestClient {
@@ -152,7 +131,7 @@ impl TestClient {
             buffers,
             TokioTransport::new(addr),
             TokioClock::new(),
-            TestRng(SEED.fetch_add(1, Ordering::Relaxed)),
+            SplitMix64::new(SEED.fetch_add(1, Ordering::Relaxed)),
         )
         .expect("valid config");
         Self {

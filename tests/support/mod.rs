@@ -11,52 +11,32 @@ use shearwater::packet::{
 
 // ----- the generator -----
 
-/// SplitMix64: tiny, fast, and good enough to drive scenarios and the session's jitter.
-#[derive(Debug, Clone)]
-pub(crate) struct SplitMix64(pub(crate) u64);
+pub(crate) use shearwater::rand::SplitMix64;
 
-impl SplitMix64 {
+/// The draws the scenarios make, on the crate's seeded generator.
+pub(crate) trait Draw: RngCore {
     /// A number in `0..n` (`n` > 0).
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
+    fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n
     }
 
     /// A number in `lo..=hi`.
-    pub(crate) fn range(&mut self, lo: u64, hi: u64) -> u64 {
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
         lo + self.below(hi - lo + 1)
     }
 
     /// True with probability `per_mille` / 1000.
-    pub(crate) fn chance(&mut self, per_mille: u64) -> bool {
+    fn chance(&mut self, per_mille: u64) -> bool {
         self.below(1000) < per_mille
     }
 
     /// An independent generator derived from this one.
-    pub(crate) fn fork(&mut self) -> SplitMix64 {
-        SplitMix64(self.next_u64())
+    fn fork(&mut self) -> SplitMix64 {
+        SplitMix64::new(self.next_u64())
     }
 }
 
-impl RngCore for SplitMix64 {
-    fn next_u32(&mut self) -> u32 {
-        (self.next_u64() >> 32) as u32
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn fill_bytes(&mut self, dst: &mut [u8]) {
-        for chunk in dst.chunks_mut(8) {
-            let bytes = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&bytes[..chunk.len()]);
-        }
-    }
-}
+impl Draw for SplitMix64 {}
 
 // ----- payloads -----
 
