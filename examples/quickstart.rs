@@ -219,10 +219,6 @@ async fn run(broker: &str, out: &Printer) -> Result<(), String> {
                 }
                 Event::Disconnected => out.line("disconnect", "DISCONNECT sent, connection closed"),
                 Event::Down {
-                    reason: CloseReason::Requested,
-                    ..
-                } => {}
-                Event::Down {
                     reason: CloseReason::ConnectFailed,
                     ..
                 } => {

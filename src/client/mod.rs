@@ -384,8 +384,10 @@ where
                     }
                 }
             }
-            Io::Wrote(Ok(n)) if n > 0 => self.tx_start += n,
-            Io::Read(Ok(n)) if n > 0 => self.rx_len += n,
+            // Clamped: a transport that claims more than it was given must not push the
+            // positions past the buffers.
+            Io::Wrote(Ok(n)) if n > 0 => self.tx_start = (self.tx_start + n).min(self.tx_end),
+            Io::Read(Ok(n)) if n > 0 => self.rx_len = (self.rx_len + n).min(self.rx.len()),
             Io::Wrote(result) => {
                 if let Err(e) = result {
                     warn!("write failed: {:?}", embedded_io_async::Error::kind(&e));

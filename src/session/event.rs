@@ -63,8 +63,6 @@ pub enum CloseReason {
     /// More inbound QoS 1/2 acknowledgements or QoS 2 exchanges are open than the session's
     /// tables hold; the broker will deliver again after the reconnect.
     InboundBacklog,
-    /// The application asked for DISCONNECT.
-    Requested,
 }
 
 impl fmt::Display for CloseReason {
@@ -80,7 +78,6 @@ impl fmt::Display for CloseReason {
             CloseReason::ClosedByPeer => f.write_str("connection closed"),
             CloseReason::Protocol(e) => write!(f, "protocol error: {e}"),
             CloseReason::InboundBacklog => f.write_str("too many open inbound exchanges"),
-            CloseReason::Requested => f.write_str("disconnect requested"),
         }
     }
 }
@@ -150,7 +147,8 @@ pub enum Event {
     /// connection to send it on, or the connection failed while it was being closed.
     Disconnected,
     /// The broker acknowledged a QoS 1 (PUBACK) or QoS 2 (PUBCOMP) message; a QoS 0 message
-    /// was written to the connection.
+    /// was handed to the transmit buffer (QoS 0 promises no more: a connection lost before the
+    /// bytes left loses it).
     Published(PublishId),
     /// The broker answered this QoS 2 message with PUBACK, as RabbitMQ 3.x does: it took the
     /// message at QoS 1, so subscribers may receive it more than once. The exchange is over;
@@ -190,7 +188,8 @@ pub struct IncomingMessage<'p> {
     /// The broker may have delivered it before (QoS 1 is at least once).
     pub dup: bool,
     /// For QoS 1 and 2: hand it to [`Session::acknowledge`](super::Session::acknowledge) once
-    /// the message has been dealt with; only then does the broker hear about it.
+    /// the message has been dealt with; only then does the broker hear about it. The
+    /// [`Client`](crate::client::Client) does this itself at the next `poll`.
     pub ack: Option<InboundAck>,
 }
 
@@ -269,6 +268,13 @@ pub enum SubscribeError {
     TableFull,
     /// A filter's earlier SUBSCRIBE or UNSUBSCRIBE still awaits its answer: try again after it.
     Busy,
+    /// A SUBSCRIBE carrying one of the filters would exceed `max_packet_size`.
+    TooLarge {
+        /// The packet's length (an upper bound).
+        len: usize,
+        /// The limit.
+        max_packet_size: usize,
+    },
     /// The session stopped.
     Stopped,
 }
@@ -280,6 +286,10 @@ impl fmt::Display for SubscribeError {
             SubscribeError::BadCount => f.write_str("bad number of filters"),
             SubscribeError::TableFull => f.write_str("subscription table full"),
             SubscribeError::Busy => f.write_str("filter has a request in flight"),
+            SubscribeError::TooLarge {
+                len,
+                max_packet_size,
+            } => write!(f, "SUBSCRIBE of {len} bytes exceeds {max_packet_size}"),
             SubscribeError::Stopped => f.write_str("session stopped"),
         }
     }

@@ -341,7 +341,8 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
         self.outbox.len()
     }
 
-    /// Messages on the wire awaiting their acknowledgement.
+    /// Messages on the wire awaiting their acknowledgement (QoS 2 ones from PUBLISH until
+    /// PUBCOMP, PUBREL included).
     pub fn in_flight(&self) -> usize {
         self.outbox.entries().filter(|e| e.in_flight()).count()
     }
@@ -674,10 +675,20 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
         self.subs.remove_filters(request, filters)?;
         self.commit_request();
         if !self.link.is_accepted() && self.config.clean_session {
-            // The next connection starts clean: there is nothing to tell the broker.
-            self.subs
-                .retain(|e| e.state != SubState::UnsubWanted, |_| {});
-            self.push_event(Event::Unsubscribed(request));
+            // The next connection starts clean: there is nothing to tell the broker, for this
+            // request or for an earlier one whose UNSUBACK a lost connection took with it.
+            let mut requests: Vec<RequestId, SUBS> = Vec::new();
+            self.subs.retain(
+                |e| e.state != SubState::UnsubWanted,
+                |e| {
+                    if !requests.contains(&e.request) {
+                        let _ = requests.push(e.request);
+                    }
+                },
+            );
+            for request in requests {
+                self.push_event(Event::Unsubscribed(request));
+            }
         }
         Ok(request)
     }
@@ -1037,9 +1048,21 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
     fn transmit_subscriptions(&mut self, now: Instant, out: &mut Output<'_>) {
         for (wanted, unsubscribe) in [(SubState::Wanted, false), (SubState::UnsubWanted, true)] {
             loop {
+                // As many filters as fit one packet of at most `max_packet_size` (5 bytes of
+                // fixed header at most, 2 of packet identifier); the first always goes, since
+                // `check_request` made sure a single filter fits.
+                let per_filter = if unsubscribe { 2 } else { 3 };
+                let mut size = 5 + 2;
                 let mut picked: Vec<usize, FILTERS_PER_PACKET> = Vec::new();
                 for (i, e) in self.subs.entries().enumerate() {
-                    if e.state == wanted && picked.push(i).is_err() {
+                    if e.state != wanted {
+                        continue;
+                    }
+                    size += per_filter + self.subs.filter(i).len();
+                    if !picked.is_empty() && size > self.config.max_packet_size {
+                        break;
+                    }
+                    if picked.push(i).is_err() {
                         break;
                     }
                 }
@@ -1228,6 +1251,15 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
         }
         for filter in filters {
             check_topic_filter(filter).map_err(SubscribeError::Invalid)?;
+            // A SUBSCRIBE carrying this filter alone: fixed header (at most 5), packet
+            // identifier, length prefix, filter, requested QoS.
+            let len = 5 + 2 + 2 + filter.len() + 1;
+            if len > self.config.max_packet_size {
+                return Err(SubscribeError::TooLarge {
+                    len,
+                    max_packet_size: self.config.max_packet_size,
+                });
+            }
         }
         Ok(())
     }

@@ -132,7 +132,7 @@ impl<'b, M: Copy, const N: usize> Slab<'b, M, N> {
         self.slots.iter_mut().map(|s| &mut s.meta)
     }
 
-    /// Removes every entry for which `pred` is true, in order, calling `on_removed` for each.
+    /// Removes every entry for which `keep` is false, in order, calling `on_removed` for each.
     pub(crate) fn retain(
         &mut self,
         mut keep: impl FnMut(&M) -> bool,

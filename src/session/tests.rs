@@ -1457,3 +1457,94 @@ fn test_puback_for_qos2_ends_the_exchange_as_downgraded() {
         }
     )));
 }
+
+#[test]
+fn test_subscriptions_are_split_to_fit_max_packet_size() {
+    let mut config = Config::new("x");
+    config.max_packet_size = 64;
+    let mut rig = Rig::new(config);
+    let long = "0123456789/0123456789/0123456789/0123456789/0123456789/0123456789";
+    assert!(matches!(
+        rig.s.subscribe(
+            rig.now,
+            &[Subscription {
+                filter: long,
+                qos: QoS::AtMostOnce
+            }]
+        ),
+        Err(SubscribeError::TooLarge {
+            max_packet_size: 64,
+            ..
+        })
+    ));
+    let filters = [
+        "sensors/kitchen/temp",
+        "sensors/garage/temp",
+        "sensors/office/temp",
+        "x",
+    ];
+    let subs: Vec<Subscription<'_>> = filters
+        .iter()
+        .map(|f| Subscription {
+            filter: f,
+            qos: QoS::AtLeastOnce,
+        })
+        .collect();
+    rig.s.subscribe(rig.now, &subs).unwrap();
+    rig.up(false);
+    let mut buf = [0u8; 64];
+    let mut sent_filters = Vec::new();
+    loop {
+        let n = rig.s.poll_transmit(rig.now, &mut buf);
+        if n == 0 {
+            break;
+        }
+        let Ok(Decoded::Complete {
+            packet: Packet::Subscribe(s),
+            len,
+        }) = decode(&buf[..n], 64)
+        else {
+            panic!("not one SUBSCRIBE");
+        };
+        assert_eq!(len, n, "one packet per call in a 64-byte buffer");
+        sent_filters.extend(s.filters.iter().map(|f| f.filter.to_string()));
+    }
+    assert_eq!(
+        sent_filters,
+        filters.to_vec(),
+        "every filter goes out, in order"
+    );
+}
+
+#[test]
+fn test_offline_unsubscribe_reports_every_request_it_settles() {
+    let mut rig = Rig::default();
+    rig.up(false);
+    rig.s
+        .subscribe(
+            rig.now,
+            &[Subscription {
+                filter: "a",
+                qos: QoS::AtMostOnce,
+            }],
+        )
+        .unwrap();
+    let sent = rig.sent();
+    let [Wire::Subscribe { id, .. }] = sent.as_slice() else {
+        panic!("{sent:?}")
+    };
+    rig.recv(Packet::SubAck(SubAck {
+        packet_id: self::id(*id),
+        codes: (&[SubAckReturnCode::GrantedQos0]).into(),
+    }));
+    let first = rig.s.unsubscribe(rig.now, &["a"]).unwrap();
+    assert!(matches!(rig.sent().as_slice(), [Wire::Unsubscribe { .. }]));
+    // The connection dies before UNSUBACK; the next one starts clean.
+    rig.s.closed(rig.now);
+    rig.events();
+    let second = rig.s.unsubscribe(rig.now, &["b"]).unwrap();
+    let events = rig.events();
+    assert!(events.contains(&Event::Unsubscribed(first)), "{events:?}");
+    assert!(events.contains(&Event::Unsubscribed(second)), "{events:?}");
+    assert_eq!(rig.s.subscriptions(), 0);
+}
