@@ -266,7 +266,8 @@ pub enum SubscribeError {
     BadCount,
     /// The subscription table has no room.
     TableFull,
-    /// A filter's earlier SUBSCRIBE or UNSUBSCRIBE still awaits its answer: try again after it.
+    /// A filter's earlier subscribe or unsubscribe request is still open (waiting to be sent
+    /// or for its answer): try again after its event.
     Busy,
     /// A SUBSCRIBE carrying one of the filters would exceed `max_packet_size`.
     TooLarge {

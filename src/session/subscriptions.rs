@@ -130,10 +130,12 @@ impl<'b, const N: usize> Subscriptions<'b, N> {
         if self.slab.len() + new > N || new_bytes > self.slab.free_bytes() {
             return Err(SubscribeError::TableFull);
         }
+        // A filter with a request still open (sent or not) would lose that request's answer
+        // if it were overwritten: the caller tries again once it is settled.
         let busy = items.clone().any(|(f, _, _)| {
             self.find(f)
                 .and_then(|i| self.slab.meta(i))
-                .is_some_and(|e| e.packet_id().is_some())
+                .is_some_and(|e| e.state != SubState::Active)
         });
         if busy {
             return Err(SubscribeError::Busy);

@@ -1548,3 +1548,59 @@ fn test_offline_unsubscribe_reports_every_request_it_settles() {
     assert!(events.contains(&Event::Unsubscribed(second)), "{events:?}");
     assert_eq!(rig.s.subscriptions(), 0);
 }
+
+#[test]
+fn test_a_filter_with_an_open_request_is_busy_not_overwritten() {
+    let mut rig = Rig::default();
+    let first = rig
+        .s
+        .subscribe(
+            rig.now,
+            &[Subscription {
+                filter: "a",
+                qos: QoS::AtMostOnce,
+            }],
+        )
+        .unwrap();
+    // Offline: the first request is not even sent; a second one for the same filter must not
+    // swallow it.
+    assert_eq!(
+        rig.s.subscribe(
+            rig.now,
+            &[Subscription {
+                filter: "a",
+                qos: QoS::AtLeastOnce
+            }]
+        ),
+        Err(SubscribeError::Busy)
+    );
+    assert_eq!(
+        rig.s.unsubscribe(rig.now, &["a"]),
+        Err(SubscribeError::Busy)
+    );
+    rig.up(false);
+    let sent = rig.sent();
+    let [Wire::Subscribe { id, filters }] = sent.as_slice() else {
+        panic!("{sent:?}")
+    };
+    assert_eq!(filters, &vec![("a".to_string(), 0)]);
+    rig.recv(Packet::SubAck(SubAck {
+        packet_id: self::id(*id),
+        codes: (&[SubAckReturnCode::GrantedQos0]).into(),
+    }));
+    assert!(rig.events().contains(&Event::Subscribed {
+        request: first,
+        index: 0,
+        code: SubAckReturnCode::GrantedQos0
+    }));
+    // Settled: now it can change.
+    rig.s
+        .subscribe(
+            rig.now,
+            &[Subscription {
+                filter: "a",
+                qos: QoS::AtLeastOnce,
+            }],
+        )
+        .unwrap();
+}
