@@ -195,6 +195,25 @@ impl Link {
     }
 }
 
+/// The next keepalive deadline while up.
+#[derive(Debug, Clone, Copy)]
+enum KeepaliveDue {
+    /// A PINGREQ goes out then.
+    Ping(Instant),
+    /// The PINGREQ sent is answered by then, or the connection is dead.
+    PingResp(Instant),
+    /// The PINGREQ owed could not be written; by then the connection counts as dead.
+    Unwritten(Instant),
+}
+
+impl KeepaliveDue {
+    fn at(self) -> Instant {
+        match self {
+            KeepaliveDue::Ping(t) | KeepaliveDue::PingResp(t) | KeepaliveDue::Unwritten(t) => t,
+        }
+    }
+}
+
 /// Keepalive bookkeeping of one connection.
 #[derive(Debug, Clone, Copy, Default)]
 struct Keepalive {
@@ -383,14 +402,7 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
             | Link::AwaitFirstPong { deadline, .. }
             | Link::Closing { deadline, .. } => Some(deadline),
             Link::Up => {
-                let next_ping = self.keepalive.next_ping(self.config.keep_alive());
-                let ping = match self.keepalive.ping_sent {
-                    Some(sent) => sent + self.config.ping_timeout,
-                    // Owed but not written yet: the caller cannot write (the transport takes
-                    // nothing). Not a deadline in the past, which would make it spin.
-                    None if self.keepalive.ping_due => next_ping + self.config.ping_timeout,
-                    None => next_ping,
-                };
+                let ping = self.keepalive_due().at();
                 Some(self.ack_deadline().map_or(ping, |t| t.min(ping)))
             }
             Link::Stopped => None,
@@ -435,10 +447,7 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
             && self.control.is_empty()
             && out.put(&packet::DISCONNECT)
         {
-            self.end_connection();
-            self.push_command(Command::Close);
-            self.link = Link::Stopped;
-            self.push_event(Event::Disconnected);
+            self.stop(true);
         }
         if out.len > 0 {
             self.keepalive.last_sent = now;
@@ -476,33 +485,22 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
             Link::AwaitFirstPong { deadline, .. } if now >= deadline => {
                 self.fail(now, CloseReason::NoFirstPingResp);
             }
-            Link::Up => match self.keepalive.ping_sent {
-                Some(sent) if now >= sent + self.config.ping_timeout => {
+            Link::Up => match self.keepalive_due() {
+                KeepaliveDue::PingResp(t) if now >= t => {
                     self.fail(now, CloseReason::PingTimeout);
                 }
                 _ if self.ack_deadline().is_some_and(|t| now >= t) => {
                     self.fail(now, CloseReason::AckTimeout);
                 }
-                // The PINGREQ fell due a ping timeout ago and could not even be written: the
-                // link is as dead as one whose PINGRESP never came.
-                None if self.keepalive.ping_due
-                    && now
-                        >= self.keepalive.next_ping(self.config.keep_alive())
-                            + self.config.ping_timeout =>
-                {
+                KeepaliveDue::Unwritten(t) if now >= t => {
                     self.fail(now, CloseReason::PingTimeout);
                 }
-                None if now >= self.keepalive.next_ping(self.config.keep_alive()) => {
+                KeepaliveDue::Ping(t) if now >= t => {
                     self.keepalive.ping_due = true;
                 }
                 _ => {}
             },
-            Link::Closing { deadline, .. } if now >= deadline => {
-                self.end_connection();
-                self.push_command(Command::Close);
-                self.link = Link::Stopped;
-                self.push_event(Event::Disconnected);
-            }
+            Link::Closing { deadline, .. } if now >= deadline => self.stop(true),
             _ => {}
         }
     }
@@ -530,11 +528,7 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
     pub fn closed(&mut self, now: Instant) {
         match self.link {
             Link::Opening { .. } => self.fail(now, CloseReason::ConnectFailed),
-            Link::Closing { .. } => {
-                self.end_connection();
-                self.link = Link::Stopped;
-                self.push_event(Event::Disconnected);
-            }
+            Link::Closing { .. } => self.stop(false),
             link if link.has_connection() => self.fail(now, CloseReason::ClosedByPeer),
             _ => {}
         }
@@ -732,12 +726,7 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
                 connect_sent: false,
                 ..
             }
-            | Link::Opening { .. } => {
-                self.end_connection();
-                self.push_command(Command::Close);
-                self.link = Link::Stopped;
-                self.push_event(Event::Disconnected);
-            }
+            | Link::Opening { .. } => self.stop(true),
             Link::AwaitConnAck { .. } | Link::AwaitFirstPong { .. } | Link::Up => {
                 if let Link::AwaitConnAck { .. } = self.link {
                     // This connection's CONNECT will never see its CONNACK.
@@ -1175,6 +1164,32 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
         let messages = self.outbox.entries().filter_map(Entry::waiting_since).min();
         let subs = self.subs.entries().filter_map(|e| e.waiting_since()).min();
         min_opt(messages, subs).map(|t| t + self.config.ack_timeout)
+    }
+
+    /// What the keepalive waits for while up, and until when.
+    fn keepalive_due(&self) -> KeepaliveDue {
+        let next_ping = self.keepalive.next_ping(self.config.keep_alive());
+        match self.keepalive.ping_sent {
+            Some(sent) => KeepaliveDue::PingResp(sent + self.config.ping_timeout),
+            // Owed but not written (the transport takes nothing): once a ping timeout has
+            // passed the link is as dead as one whose PINGRESP never came, and the deadline is
+            // not in the past, which would make the caller spin.
+            None if self.keepalive.ping_due => {
+                KeepaliveDue::Unwritten(next_ping + self.config.ping_timeout)
+            }
+            None => KeepaliveDue::Ping(next_ping),
+        }
+    }
+
+    /// The application's disconnect is complete: the session stops. `close` asks the driver
+    /// to close the connection (not when the transport already reported it gone).
+    fn stop(&mut self, close: bool) {
+        self.end_connection();
+        if close {
+            self.push_command(Command::Close);
+        }
+        self.link = Link::Stopped;
+        self.push_event(Event::Disconnected);
     }
 
     /// The connection (or attempt) failed: close it, and back off before the next one.
