@@ -56,6 +56,7 @@
 mod fmt;
 
 pub mod client;
+mod compact;
 pub mod packet;
 pub mod rand;
 pub mod session;

@@ -19,6 +19,7 @@ pub use clock::EmbassyClock;
 #[cfg(feature = "tokio")]
 pub use clock::TokioClock;
 
+use crate::compact::move_down;
 use crate::packet::{self, Decoded, Packet, Subscription};
 use crate::session::{
     Command, Config, ConfigError, Event, InboundAck, IncomingMessage, OutgoingMessage,
@@ -242,7 +243,7 @@ where
 
     fn consume_rx(&mut self, n: usize) {
         let n = n.min(self.rx_len);
-        self.rx.copy_within(n..self.rx_len, 0);
+        move_down(self.rx, 0, n, self.rx_len);
         self.rx_len -= n;
     }
 
@@ -285,7 +286,7 @@ where
             self.tx_end = 0;
         } else if self.tx_start > 0 {
             // After a short write: the rest to the front, the room behind it.
-            self.tx.copy_within(self.tx_start..self.tx_end, 0);
+            move_down(self.tx, 0, self.tx_start, self.tx_end);
             self.tx_end -= self.tx_start;
             self.tx_start = 0;
         }

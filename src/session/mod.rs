@@ -62,6 +62,7 @@ pub use event::{
     PublishId, RequestId, SubscribeError,
 };
 
+use crate::compact::remove_ordered;
 use crate::packet::{
     self, ConnAck, ConnectReturnCode, Encode, IdOnly, Packet, PacketId, PacketType, Publish,
     PublishQos, QoS, SubAck, Subscribe, Subscription, Unsubscribe, check_topic_filter,
@@ -920,7 +921,7 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
                 if self.inbound_qos2.is_full() && self.inbound_suspect > 0 {
                     // Room from an exchange the broker may have lost with its session; kept,
                     // it could block every new message forever.
-                    self.inbound_qos2.remove(0);
+                    remove_ordered(&mut self.inbound_qos2, 0);
                     self.inbound_suspect -= 1;
                 }
                 // The identifier is recorded before the message is handed out: with the table
@@ -1152,7 +1153,7 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
     /// Ends the inbound QoS 2 exchange `id`, if open.
     fn close_inbound_qos2(&mut self, id: PacketId) {
         if let Some(i) = self.inbound_qos2.iter().position(|&open| open == id) {
-            self.inbound_qos2.remove(i);
+            remove_ordered(&mut self.inbound_qos2, i);
             if i < self.inbound_suspect {
                 self.inbound_suspect -= 1;
             }

@@ -7,6 +7,8 @@
 
 use heapless::Vec;
 
+use crate::compact::{move_down, remove_ordered};
+
 /// One entry: its metadata and where its bytes are.
 #[derive(Debug, Clone, Copy)]
 struct Slot<M> {
@@ -74,13 +76,9 @@ impl<'b, M: Copy, const N: usize> Slab<'b, M, N> {
 
     /// Removes entry `index`, keeping the order of the others.
     pub(crate) fn remove(&mut self, index: usize) -> Option<M> {
-        if index >= self.slots.len() {
-            return None;
-        }
-        let removed = self.slots.remove(index);
+        let removed = remove_ordered(&mut self.slots, index)?;
         let end = self.used().max(removed.start + removed.len);
-        self.data
-            .copy_within(removed.start + removed.len..end, removed.start);
+        move_down(self.data, removed.start, removed.start + removed.len, end);
         for slot in self.slots.iter_mut().skip(index) {
             slot.start -= removed.len;
         }
@@ -93,8 +91,7 @@ impl<'b, M: Copy, const N: usize> Slab<'b, M, N> {
             return;
         };
         let end = self.used();
-        self.data
-            .copy_within(slot.start + slot.len..end, slot.start);
+        move_down(self.data, slot.start, slot.start + slot.len, end);
         for (i, s) in self.slots.iter_mut().enumerate().skip(index) {
             if i == index {
                 s.len = 0;
