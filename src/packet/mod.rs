@@ -71,7 +71,8 @@ pub use subscribe::{Subscribe, SubscribeFilters, Subscription};
 pub use topic::{check_topic_filter, check_topic_name, topic_matches};
 pub use unsubscribe::{Unsubscribe, UnsubscribeFilters};
 
-use fields::{Reader, Writer};
+use fields::Reader;
+pub(crate) use fields::Writer;
 use header::HeaderStatus;
 
 /// A packet identifier: never 0 (MQTT-2.3.1-1), so the type itself says so.
@@ -164,7 +165,7 @@ impl PacketType {
 
     /// The flags MQTT-2.2.2 fixes for this type; PUBLISH has its own rules.
     #[inline]
-    const fn fixed_flags(self) -> u8 {
+    pub(crate) const fn fixed_flags(self) -> u8 {
         match self {
             PacketType::PubRel | PacketType::Subscribe | PacketType::Unsubscribe => 0b0010,
             _ => 0,

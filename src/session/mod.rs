@@ -65,7 +65,7 @@ pub use event::{
 use crate::compact::remove_ordered;
 use crate::packet::{
     self, ConnAck, ConnectReturnCode, Encode, IdOnly, Packet, PacketId, PacketType, Publish,
-    PublishQos, QoS, SubAck, Subscribe, Subscription, Unsubscribe, check_topic_filter,
+    PublishQos, QoS, SubAck, Subscription, check_topic_filter,
 };
 use crate::time::{Duration, Instant};
 use outbox::{Entry, Outbox, Stage};
@@ -1036,64 +1036,21 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
     }
 
     fn transmit_subscriptions(&mut self, now: Instant, out: &mut Output<'_>) {
-        for (wanted, unsubscribe) in [(SubState::Wanted, false), (SubState::UnsubWanted, true)] {
+        for wanted in [SubState::Wanted, SubState::UnsubWanted] {
             loop {
-                // As many filters as fit one packet of at most `max_packet_size` (5 bytes of
-                // fixed header at most, 2 of packet identifier); the first always goes, since
-                // `check_request` made sure a single filter fits.
-                let per_filter = if unsubscribe { 2 } else { 3 };
-                let mut size = 5 + 2;
-                let mut picked: Vec<usize, FILTERS_PER_PACKET> = Vec::new();
-                for (i, e) in self.subs.entries().enumerate() {
-                    if e.state != wanted {
-                        continue;
-                    }
-                    size += per_filter + self.subs.filter(i).len();
-                    if !picked.is_empty() && size > self.config.max_packet_size {
-                        break;
-                    }
-                    if picked.push(i).is_err() {
-                        break;
-                    }
-                }
-                if picked.is_empty() {
+                let plan = self
+                    .subs
+                    .plan(wanted, self.config.max_packet_size, FILTERS_PER_PACKET);
+                if plan.0 == 0 {
                     break;
                 }
                 let Some(packet_id) = self.allocate_packet_id() else {
                     return;
                 };
-                let written = if unsubscribe {
-                    let filters: Vec<&str, FILTERS_PER_PACKET> =
-                        picked.iter().map(|&i| self.subs.filter(i)).collect();
-                    out.put(&Unsubscribe {
-                        packet_id,
-                        filters: (&filters[..]).into(),
-                    })
-                } else {
-                    let subs: Vec<Subscription<'_>, FILTERS_PER_PACKET> = picked
-                        .iter()
-                        .map(|&i| Subscription {
-                            filter: self.subs.filter(i),
-                            qos: self.subs.entry(i).map_or(QoS::AtMostOnce, |e| e.qos),
-                        })
-                        .collect();
-                    out.put(&Subscribe {
-                        packet_id,
-                        filters: (&subs[..]).into(),
-                    })
-                };
-                if !written {
+                if !out.put(&self.subs.request(wanted, plan, packet_id)) {
                     return;
                 }
-                for &i in &picked {
-                    if let Some(e) = self.subs.entry_mut(i) {
-                        e.state = if unsubscribe {
-                            SubState::UnsubRequested(packet_id, now)
-                        } else {
-                            SubState::Requested(packet_id, now)
-                        };
-                    }
-                }
+                self.subs.mark_requested(wanted, plan.0, packet_id, now);
             }
         }
     }

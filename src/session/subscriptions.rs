@@ -3,7 +3,7 @@
 
 use super::slab::Slab;
 use super::{RequestId, SubscribeError};
-use crate::packet::{PacketId, QoS, Subscription};
+use crate::packet::{Encode, PacketId, PacketType, QoS, Subscription, Writer};
 use crate::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,16 +59,8 @@ impl<'b, const N: usize> Subscriptions<'b, N> {
         self.slab.len()
     }
 
-    pub(crate) fn filter(&self, index: usize) -> &str {
-        core::str::from_utf8(self.slab.bytes(index)).unwrap_or("")
-    }
-
     pub(crate) fn find(&self, filter: &str) -> Option<usize> {
-        (0..self.slab.len()).find(|&i| self.filter(i) == filter)
-    }
-
-    pub(crate) fn entry(&self, index: usize) -> Option<&SubEntry> {
-        self.slab.meta(index)
+        (0..self.slab.len()).find(|&i| self.slab.bytes(i) == filter.as_bytes())
     }
 
     pub(crate) fn entry_mut(&mut self, index: usize) -> Option<&mut SubEntry> {
@@ -170,5 +162,129 @@ impl<'b, const N: usize> Subscriptions<'b, N> {
         on_removed: impl FnMut(SubEntry),
     ) {
         self.slab.retain(keep, on_removed);
+    }
+
+    /// Plans the next SUBSCRIBE (`wanted` is [`SubState::Wanted`]) or UNSUBSCRIBE
+    /// ([`SubState::UnsubWanted`]): how many of the entries in that state, from the first, go in
+    /// one packet of at most `max_packet_size` bytes and `per_packet` filters, and its body
+    /// length. The first always goes: `check_request` made sure a single filter fits.
+    pub(crate) fn plan(
+        &self,
+        wanted: SubState,
+        max_packet_size: usize,
+        per_packet: usize,
+    ) -> (usize, usize) {
+        // Length prefix and filter, and for SUBSCRIBE the requested QoS.
+        let per_filter = if wanted == SubState::UnsubWanted {
+            2
+        } else {
+            3
+        };
+        let (mut count, mut body) = (0, 2);
+        for (i, e) in self.slab.metas().enumerate() {
+            if e.state != wanted {
+                continue;
+            }
+            let next = body + per_filter + self.slab.bytes(i).len();
+            // At most 5 bytes of fixed header.
+            if count == per_packet || (count > 0 && 5 + next > max_packet_size) {
+                break;
+            }
+            (count, body) = (count + 1, next);
+        }
+        (count, body)
+    }
+
+    /// The packet [`plan`](Self::plan) planned, written straight from the table.
+    pub(crate) fn request(
+        &self,
+        wanted: SubState,
+        (count, body_len): (usize, usize),
+        packet_id: PacketId,
+    ) -> Request<'_, 'b, N> {
+        Request {
+            table: self,
+            wanted,
+            count,
+            body_len,
+            packet_id,
+        }
+    }
+
+    /// The first `count` entries in state `wanted` went out in packet `packet_id` at `now`.
+    pub(crate) fn mark_requested(
+        &mut self,
+        wanted: SubState,
+        count: usize,
+        packet_id: PacketId,
+        now: Instant,
+    ) {
+        let mut left = count;
+        for e in self.slab.metas_mut() {
+            if left == 0 {
+                break;
+            }
+            if e.state == wanted {
+                e.state = match wanted {
+                    SubState::UnsubWanted => SubState::UnsubRequested(packet_id, now),
+                    _ => SubState::Requested(packet_id, now),
+                };
+                left -= 1;
+            }
+        }
+    }
+}
+
+/// A SUBSCRIBE or UNSUBSCRIBE of the first `count` table entries in state `wanted`. Encoded
+/// from the table itself rather than from a list built for it: one encoder for both packet
+/// types and no intermediate copies, which on a Cortex-M is most of what sending them costs.
+pub(crate) struct Request<'t, 'b, const N: usize> {
+    table: &'t Subscriptions<'b, N>,
+    wanted: SubState,
+    count: usize,
+    body_len: usize,
+    packet_id: PacketId,
+}
+
+impl<const N: usize> Request<'_, '_, N> {
+    fn packet_type(&self) -> PacketType {
+        match self.wanted {
+            SubState::UnsubWanted => PacketType::Unsubscribe,
+            _ => PacketType::Subscribe,
+        }
+    }
+}
+
+impl<const N: usize> Encode for Request<'_, '_, N> {
+    fn first_byte(&self) -> u8 {
+        let t = self.packet_type();
+        ((t as u8) << 4) | t.fixed_flags()
+    }
+
+    fn check(&self) -> Result<(), crate::packet::Error> {
+        // Every filter was checked by `subscribe` / `unsubscribe` before it entered the table.
+        Ok(())
+    }
+
+    fn body_len(&self) -> usize {
+        self.body_len
+    }
+
+    fn write_body(&self, w: &mut Writer<'_>) {
+        w.u16(self.packet_id.get());
+        let subscribe = self.wanted != SubState::UnsubWanted;
+        let mut left = self.count;
+        for (i, e) in self.table.slab.metas().enumerate() {
+            if left == 0 {
+                break;
+            }
+            if e.state == self.wanted {
+                w.binary(self.table.slab.bytes(i));
+                if subscribe {
+                    w.u8(e.qos as u8);
+                }
+                left -= 1;
+            }
+        }
     }
 }
