@@ -1209,7 +1209,9 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
             };
         }
         self.control.clear();
-        self.keepalive = Keepalive::default();
+        // Field by field: a whole new `Keepalive` is built on the stack and copied over.
+        self.keepalive.ping_due = false;
+        self.keepalive.ping_sent = None;
     }
 
     fn check_request<'f>(

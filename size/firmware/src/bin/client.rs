@@ -14,6 +14,7 @@ use shearwater::session::{Config, OutgoingMessage};
 use shearwater::time::{Duration, Instant};
 use shearwater::transport::Transport;
 use shearwater_size::{read, reg, run, until, write};
+use static_cell::ConstStaticCell;
 
 /// The QoS the application subscribes with.
 const SUBSCRIBE_QOS: QoS = if cfg!(feature = "qos2") {
@@ -181,15 +182,16 @@ async fn app(client: &mut DeviceClient<'_>) -> Infallible {
 
 #[cortex_m_rt::entry]
 fn main() -> ! {
-    let mut rx = [0u8; RX];
-    let mut tx = [0u8; TX];
-    let mut outbox = [0u8; OUTBOX];
-    let mut filters = [0u8; FILTERS];
+    // In statics, as a firmware keeps them: zeroed with the rest of .bss at reset, not by code.
+    static RX_BUF: ConstStaticCell<[u8; RX]> = ConstStaticCell::new([0; RX]);
+    static TX_BUF: ConstStaticCell<[u8; TX]> = ConstStaticCell::new([0; TX]);
+    static OUTBOX_BUF: ConstStaticCell<[u8; OUTBOX]> = ConstStaticCell::new([0; OUTBOX]);
+    static FILTERS_BUF: ConstStaticCell<[u8; FILTERS]> = ConstStaticCell::new([0; FILTERS]);
     let buffers = Buffers {
-        rx: &mut rx,
-        tx: &mut tx,
-        outbox: &mut outbox,
-        filters: &mut filters,
+        rx: RX_BUF.take(),
+        tx: TX_BUF.take(),
+        outbox: OUTBOX_BUF.take(),
+        filters: FILTERS_BUF.take(),
     };
     let Ok(mut client) = Client::new(Config::new("dev-1"), buffers, Net, Timer, Rng) else {
         cortex_m::asm::udf();
