@@ -16,6 +16,9 @@ impl Instant {
     /// The origin.
     pub const ZERO: Instant = Instant { millis: 0 };
 
+    /// Later than any instant a clock reaches: "never", where an `Option` would cost more.
+    pub(crate) const FAR_FUTURE: Instant = Instant { millis: u64::MAX };
+
     /// The instant `millis` milliseconds after the origin.
     pub const fn from_millis(millis: u64) -> Self {
         Self { millis }

@@ -46,6 +46,7 @@
 mod backoff;
 mod config;
 mod event;
+mod event_queue;
 mod outbox;
 mod slab;
 mod subscriptions;
@@ -68,11 +69,10 @@ use crate::packet::{
     PublishQos, QoS, SubAck, Subscription, check_topic_filter,
 };
 use crate::time::{Duration, Instant};
+use event_queue::{EVENT_CAPACITY, EventQueue};
 use outbox::{Entry, Outbox, Stage};
 use subscriptions::{SubState, Subscriptions};
 
-/// Events one step can queue before the application must drain them.
-const EVENT_CAPACITY: usize = 32;
 /// Inbound acknowledgements (PUBACK, PUBREC, PUBCOMP) waiting to be written.
 const CONTROL_CAPACITY: usize = 16;
 /// Filters per SUBSCRIBE or UNSUBSCRIBE packet, so one SUBACK never floods the event queue.
@@ -288,8 +288,7 @@ pub struct Session<'b, R, const OUT: usize = 16, const SUBS: usize = 8, const IN
     session_unconfirmed: bool,
     control: Deque<Control, CONTROL_CAPACITY>,
     commands: Deque<Command, 4>,
-    events: Deque<Event, EVENT_CAPACITY>,
-    events_lost: u32,
+    events: EventQueue,
     next_packet_id: u16,
     next_publish_id: u32,
     next_request_id: u32,
@@ -325,8 +324,7 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
             session_unconfirmed: false,
             control: Deque::new(),
             commands: Deque::new(),
-            events: Deque::new(),
-            events_lost: 0,
+            events: EventQueue::new(),
             next_packet_id: 1,
             next_publish_id: 1,
             next_request_id: 1,
@@ -386,11 +384,7 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
 
     /// The next event, in order.
     pub fn poll_event(&mut self) -> Option<Event> {
-        if self.events_lost > 0 && !self.events.is_full() {
-            let lost = core::mem::take(&mut self.events_lost);
-            self.push_event(Event::EventsLost(lost));
-        }
-        self.events.pop_front()
+        self.events.pop()
     }
 
     /// The instant at which [`handle_timeout`](Self::handle_timeout) must be called next, if
@@ -461,14 +455,11 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
     /// Runs the timers that are due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         let room = EVENT_CAPACITY.saturating_sub(self.events.len() + 4);
-        let mut expired: Vec<PublishId, OUT> = Vec::new();
+        let events = &mut self.events;
         self.outbox.expire(now, room, |id| {
-            let _ = expired.push(id);
-        });
-        for id in expired {
             debug!("message {} expired", id.0);
-            self.push_event(Event::Expired(id));
-        }
+            events.push(Event::Expired(id));
+        });
         match self.link {
             Link::Waiting { retry_at } if now >= retry_at => {
                 self.connection = self.connection.wrapping_add(1);
@@ -618,7 +609,7 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
             retain: message.retain,
             sent_before: false,
             stage: Stage::Queued,
-            expires_at: message.ttl.map(|ttl| now + ttl),
+            expires_at: message.ttl.map_or(Instant::FAR_FUTURE, |ttl| now + ttl),
             // The encoder accepted the topic, so it fits in 16 bits.
             topic_len: u16::try_from(message.topic.len()).unwrap_or(u16::MAX),
         };
@@ -1097,7 +1088,7 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
                             // The broker may hold it now, and holds its identifier until our
                             // PUBREL: dropped, the identifier would come back on a new message
                             // that the broker takes for this one and never delivers.
-                            e.expires_at = None;
+                            e.expires_at = Instant::FAR_FUTURE;
                         }
                     }
                 }
@@ -1119,9 +1110,16 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
 
     /// The earliest instant at which an acknowledgement becomes overdue.
     fn ack_deadline(&self) -> Option<Instant> {
-        let messages = self.outbox.entries().filter_map(Entry::waiting_since).min();
-        let subs = self.subs.entries().filter_map(|e| e.waiting_since()).min();
-        min_opt(messages, subs).map(|t| t + self.config.ack_timeout)
+        // Plain loops over both tables: chains of `filter_map` and `min` on `Option<Instant>`
+        // cost several times the code on a 32-bit core.
+        let mut oldest = Instant::FAR_FUTURE;
+        for t in self.outbox.entries().filter_map(Entry::waiting_since) {
+            oldest = oldest.min(t);
+        }
+        for t in self.subs.entries().filter_map(|e| e.waiting_since()) {
+            oldest = oldest.min(t);
+        }
+        (oldest != Instant::FAR_FUTURE).then(|| oldest + self.config.ack_timeout)
     }
 
     /// What the keepalive waits for while up, and until when.
@@ -1274,9 +1272,7 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
     }
 
     fn push_event(&mut self, event: Event) {
-        if self.events.push_back(event).is_err() {
-            self.events_lost = self.events_lost.saturating_add(1);
-        }
+        self.events.push(event);
     }
 }
 

@@ -28,7 +28,8 @@ pub(crate) struct Entry {
     /// Sent at least once before: resends carry DUP.
     pub(crate) sent_before: bool,
     pub(crate) stage: Stage,
-    pub(crate) expires_at: Option<Instant>,
+    /// [`Instant::FAR_FUTURE`] when it never expires.
+    pub(crate) expires_at: Instant,
     pub(crate) topic_len: u16,
 }
 
@@ -153,7 +154,7 @@ impl<'b, const N: usize> Outbox<'b, N> {
     ) {
         self.slab.retain(
             |e| {
-                let expired = e.stage == Stage::Queued && e.expires_at.is_some_and(|t| t <= now);
+                let expired = e.stage == Stage::Queued && e.expires_at <= now;
                 if expired && limit > 0 {
                     limit -= 1;
                     false
@@ -167,10 +168,12 @@ impl<'b, const N: usize> Outbox<'b, N> {
 
     /// The earliest time-to-live deadline of a message not on the wire.
     pub(crate) fn next_expiry(&self) -> Option<Instant> {
-        self.slab
-            .metas()
-            .filter(|e| e.stage == Stage::Queued)
-            .filter_map(|e| e.expires_at)
-            .min()
+        let mut next = Instant::FAR_FUTURE;
+        for e in self.slab.metas() {
+            if e.stage == Stage::Queued {
+                next = next.min(e.expires_at);
+            }
+        }
+        (next != Instant::FAR_FUTURE).then_some(next)
     }
 }
