@@ -71,7 +71,7 @@ use crate::packet::{
 use crate::time::{Duration, Instant};
 use event_queue::{EVENT_CAPACITY, EventQueue};
 use outbox::{Entry, Outbox, Stage};
-use subscriptions::{SubState, Subscriptions};
+use subscriptions::{Removal, SubState, Subscriptions};
 
 /// Inbound acknowledgements (PUBACK, PUBREC, PUBCOMP) waiting to be written.
 const CONTROL_CAPACITY: usize = 16;
@@ -663,18 +663,8 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
         if !self.link.is_accepted() && self.config.clean_session {
             // The next connection starts clean: there is nothing to tell the broker, for this
             // request or for an earlier one whose UNSUBACK a lost connection took with it.
-            let mut requests: Vec<RequestId, SUBS> = Vec::new();
-            self.subs.retain(
-                |e| e.state != SubState::UnsubWanted,
-                |e| {
-                    if !requests.contains(&e.request) {
-                        let _ = requests.push(e.request);
-                    }
-                },
-            );
-            for request in requests {
-                self.push_event(Event::Unsubscribed(request));
-            }
+            self.subs
+                .remove_where(Removal::UnsubWanted, &mut self.events);
         }
         Ok(request)
     }
@@ -824,13 +814,13 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
             }
             (Link::Up, Packet::UnsubAck(ack)) => {
                 let id = ack.packet_id;
-                let mut request = None;
-                self.subs.retain(
-                    |e| !matches!(e.state, SubState::UnsubRequested(p, _) if p == id),
-                    |e| request = Some(e.request),
-                );
-                let request = request.ok_or(unknown_id(PacketType::UnsubAck, id))?;
-                self.push_event(Event::Unsubscribed(request));
+                let requested = |e: &subscriptions::SubEntry| matches!(e.state, SubState::UnsubRequested(p, _) if p == id);
+                if !self.subs.entries().any(requested) {
+                    return Err(unknown_id(PacketType::UnsubAck, id));
+                }
+                // One UNSUBSCRIBE may carry the filters of several requests: each is answered.
+                self.subs
+                    .remove_where(Removal::UnsubAcked(id), &mut self.events);
                 Ok(None)
             }
             (_, other) => Err(unexpected(&other)),
@@ -860,20 +850,8 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
             // The broker starts from nothing: so does inbound QoS 2.
             self.inbound_qos2.clear();
             self.inbound_suspect = 0;
-            let mut last = None;
-            let mut unsubscribed: Vec<RequestId, SUBS> = Vec::new();
-            self.subs.retain(
-                |e| e.state != SubState::UnsubWanted,
-                |e| {
-                    if last != Some(e.request) {
-                        last = Some(e.request);
-                        let _ = unsubscribed.push(e.request);
-                    }
-                },
-            );
-            for request in unsubscribed {
-                self.push_event(Event::Unsubscribed(request));
-            }
+            self.subs
+                .remove_where(Removal::UnsubWanted, &mut self.events);
         }
         self.keepalive.ping_due = true;
         self.link = Link::AwaitFirstPong {
@@ -999,29 +977,29 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
             return Err(CloseReason::Protocol(ProtocolError::SubAckCountMismatch));
         }
         let mut codes = ack.codes.iter();
-        let mut refused: Vec<usize, SUBS> = Vec::new();
-        for i in 0..self.subs.len() {
-            let Some(entry) = self.subs.entry_mut(i) else {
-                break;
-            };
+        let mut refused = false;
+        let events = &mut self.events;
+        for entry in self.subs.entries_mut() {
             if !requested(entry) {
                 continue;
             }
             let Some(code) = codes.next() else { break };
-            entry.state = SubState::Active;
-            let event = Event::Subscribed {
+            events.push(Event::Subscribed {
                 request: entry.request,
                 index: entry.index,
                 code,
+            });
+            // A refused filter is forgotten, not renewed.
+            entry.state = match code.granted() {
+                Some(_) => SubState::Active,
+                None => {
+                    refused = true;
+                    SubState::Refused
+                }
             };
-            if code.granted().is_none() {
-                // A refused filter is forgotten, not renewed.
-                let _ = refused.push(i);
-            }
-            self.push_event(event);
         }
-        for &i in refused.iter().rev() {
-            self.subs.remove(i);
+        if refused {
+            self.subs.remove_where(Removal::Refused, &mut self.events);
         }
         Ok(())
     }

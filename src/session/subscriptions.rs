@@ -1,8 +1,11 @@
 //! The subscription table: what the application asked for, so that it can be renewed after
 //! every connect in which the broker kept no session.
 
+use heapless::Vec;
+
+use super::event_queue::EventQueue;
 use super::slab::Slab;
-use super::{RequestId, SubscribeError};
+use super::{Event, RequestId, SubscribeError};
 use crate::packet::{Encode, PacketId, PacketType, QoS, Subscription, Writer};
 use crate::time::Instant;
 
@@ -18,6 +21,30 @@ pub(crate) enum SubState {
     UnsubWanted,
     /// UNSUBSCRIBE sent at the instant with this packet identifier.
     UnsubRequested(PacketId, Instant),
+    /// Refused by the broker's SUBACK; removed before the SUBACK is done with.
+    Refused,
+}
+
+/// Which entries [`Subscriptions::remove_where`] removes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Removal {
+    /// Unsubscribed and not sent: nothing to tell a broker that starts clean.
+    UnsubWanted,
+    /// Unsubscribed, and the UNSUBACK for this packet came.
+    UnsubAcked(PacketId),
+    /// Refused by the SUBACK.
+    Refused,
+}
+
+impl Removal {
+    fn matches(self, state: SubState) -> bool {
+        match (self, state) {
+            (Removal::UnsubWanted, SubState::UnsubWanted)
+            | (Removal::Refused, SubState::Refused) => true,
+            (Removal::UnsubAcked(id), SubState::UnsubRequested(p, _)) => id == p,
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -63,20 +90,12 @@ impl<'b, const N: usize> Subscriptions<'b, N> {
         (0..self.slab.len()).find(|&i| self.slab.bytes(i) == filter.as_bytes())
     }
 
-    pub(crate) fn entry_mut(&mut self, index: usize) -> Option<&mut SubEntry> {
-        self.slab.meta_mut(index)
-    }
-
     pub(crate) fn entries(&self) -> impl Iterator<Item = &SubEntry> {
         self.slab.metas()
     }
 
     pub(crate) fn entries_mut(&mut self) -> impl Iterator<Item = &mut SubEntry> {
         self.slab.metas_mut()
-    }
-
-    pub(crate) fn remove(&mut self, index: usize) -> Option<SubEntry> {
-        self.slab.remove(index)
     }
 
     pub(crate) fn uses_packet_id(&self, packet_id: PacketId) -> bool {
@@ -156,12 +175,20 @@ impl<'b, const N: usize> Subscriptions<'b, N> {
     }
 
     /// Removes the entries for which `keep` is false, calling `on_removed` for each.
-    pub(crate) fn retain(
-        &mut self,
-        keep: impl FnMut(&SubEntry) -> bool,
-        on_removed: impl FnMut(SubEntry),
-    ) {
-        self.slab.retain(keep, on_removed);
+    /// Removes the entries `which` picks. An unsubscribe is answered by that: each request
+    /// they belonged to is reported once, as [`Event::Unsubscribed`].
+    pub(crate) fn remove_where(&mut self, which: Removal, events: &mut EventQueue) {
+        let mut reported: Vec<RequestId, N> = Vec::new();
+        self.slab.retain(
+            |e| !which.matches(e.state),
+            |e| {
+                if !matches!(which, Removal::Refused) && !reported.contains(&e.request) {
+                    // At most one request per entry: never full.
+                    let _ = reported.push(e.request);
+                    events.push(Event::Unsubscribed(e.request));
+                }
+            },
+        );
     }
 
     /// Plans the next SUBSCRIBE (`wanted` is [`SubState::Wanted`]) or UNSUBSCRIBE

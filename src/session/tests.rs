@@ -1122,6 +1122,59 @@ fn test_unsubscribe_forgets() {
     assert_eq!(rig.sent(), vec![]);
 }
 
+#[test]
+fn test_one_unsuback_answers_every_request_its_packet_carried() {
+    let mut rig = Rig::default();
+    rig.up(false);
+    let subs = [("a", QoS::AtMostOnce), ("b", QoS::AtMostOnce)]
+        .map(|(filter, qos)| Subscription { filter, qos });
+    rig.s.subscribe(rig.now, &subs).unwrap();
+    let sent = rig.sent();
+    let [Wire::Subscribe { id, .. }] = sent.as_slice() else {
+        panic!("{sent:?}")
+    };
+    rig.recv(Packet::SubAck(SubAck {
+        packet_id: self::id(*id),
+        codes: (&[SubAckReturnCode::GrantedQos0; 2]).into(),
+    }));
+    rig.events();
+    // Two requests made before the next transmit go out packed in one UNSUBSCRIBE.
+    let first = rig.s.unsubscribe(rig.now, &["a"]).unwrap();
+    let second = rig.s.unsubscribe(rig.now, &["b"]).unwrap();
+    let sent = rig.sent();
+    let [Wire::Unsubscribe { id, filters }] = sent.as_slice() else {
+        panic!("{sent:?}")
+    };
+    assert_eq!(filters, &vec!["a".to_string(), "b".to_string()]);
+    rig.recv(Packet::UnsubAck(UnsubAck::new(self::id(*id))));
+    let events = rig.events();
+    assert!(events.contains(&Event::Unsubscribed(first)), "{events:?}");
+    assert!(events.contains(&Event::Unsubscribed(second)), "{events:?}");
+    assert_eq!(rig.s.subscriptions(), 0);
+    assert!(rig.s.is_up());
+}
+
+#[test]
+fn test_unsuback_for_a_subscribe_id_is_a_protocol_error() {
+    let mut rig = Rig::default();
+    rig.up(false);
+    rig.s
+        .subscribe(
+            rig.now,
+            &[Subscription {
+                filter: "a",
+                qos: QoS::AtMostOnce,
+            }],
+        )
+        .unwrap();
+    let sent = rig.sent();
+    let [Wire::Subscribe { id, .. }] = sent.as_slice() else {
+        panic!("{sent:?}")
+    };
+    rig.recv(Packet::UnsubAck(UnsubAck::new(self::id(*id))));
+    assert!(!rig.s.is_up());
+}
+
 // ----- rule 10: packet identifiers -----
 
 #[test]
