@@ -33,17 +33,26 @@ rustup component add llvm-tools >/dev/null
 
 step "flash and RAM of the client path (size/report.sh)"
 size/report.sh
+# clippy on each crate right after its build, with the same profile, target and features: the
+# dependencies' build scripts and proc macros are reused, so what is new is mostly the checks.
+# Here two of the feature sets report.sh built, which between them cover every cfg in the crate.
+(cd size/firmware && cargo clippy --release --bins --features qos2,defmt -- -D warnings)
+(cd size/firmware && cargo clippy --release --bins --features qos1,report -- -D warnings)
 
 step "codec and session on QEMU's Cortex-M4 (qemu/)"
 (cd qemu && cargo run --release)
+(cd qemu && cargo clippy --release -- -D warnings)
 
 step "embassy-net over a TAP device against mosquitto in a network namespace (netns-test/)"
 netns-test/run.sh
+(cd netns-test && cargo clippy -- -D warnings)
 
 step "firmware: NUCLEO-F429ZI (examples/stm32/)"
 (cd examples/stm32 && cargo build --release)
+(cd examples/stm32 && cargo clippy --release -- -D warnings)
 
 step "firmware: ESP32-C3 (examples/esp32c3/)"
 (cd examples/esp32c3 && cargo build --release)
+(cd examples/esp32c3 && cargo clippy --release -- -D warnings)
 
 step "done"

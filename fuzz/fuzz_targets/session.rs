@@ -254,12 +254,10 @@ impl Driver<'_> {
                     .collect();
                 let _ = self.s.unsubscribe(self.t(), &filters);
             }
-            11 => {
-                if !self.acks.is_empty() {
-                    let i = usize::from(input.u8()) % self.acks.len();
-                    let ack = self.acks.swap_remove(i);
-                    self.s.acknowledge(self.t(), ack);
-                }
+            11 if !self.acks.is_empty() => {
+                let i = usize::from(input.u8()) % self.acks.len();
+                let ack = self.acks.swap_remove(i);
+                self.s.acknowledge(self.t(), ack);
             }
             12 => {
                 let pick = u32::from(input.u8());
