@@ -29,6 +29,7 @@
 //!
 //! | feature | effect |
 //! |---|---|
+//! | `qos2` (default) | QoS 2: publish, subscribe and receive exactly once; without it the client tops out at QoS 1 ([`session::MAX_QOS`]) and is about 1.1 KiB smaller on a Cortex-M |
 //! | `std` | lifts `#![no_std]` (host builds) |
 //! | `defmt` | log through `defmt`; `defmt::Format` on public types |
 //! | `log` | log through the `log` facade |
@@ -36,7 +37,7 @@
 //! | `embassy-net` | `transport::embassy_net`: TCP over embassy-net with DNS |
 //! | `tokio` | `transport::tokio` and `client::TokioClock` (implies `std`) |
 //!
-//! All features are off by default; `defmt` and `log` exclude each other.
+//! Only `qos2` is on by default; `defmt` and `log` exclude each other.
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![forbid(unsafe_code)]
 #![cfg_attr(

@@ -78,6 +78,18 @@ const CONTROL_CAPACITY: usize = 16;
 /// Filters per SUBSCRIBE or UNSUBSCRIBE packet, so one SUBACK never floods the event queue.
 const FILTERS_PER_PACKET: usize = 8;
 
+/// This build handles QoS 2 (the `qos2` feature). Without it the QoS 2 paths are guarded by
+/// this constant and left out of the binary, but still compiled and type-checked.
+const QOS2: bool = cfg!(feature = "qos2");
+
+/// The highest QoS this build publishes, subscribes with and accepts: QoS 2 needs the `qos2`
+/// feature. [`Config::max_qos`] is capped at it.
+pub const MAX_QOS: QoS = if QOS2 {
+    QoS::ExactlyOnce
+} else {
+    QoS::AtLeastOnce
+};
+
 /// A message to publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -302,12 +314,13 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
     /// `outbox` holds the topics and payloads of stored messages, `filters` the subscription
     /// filters; both are the caller's memory, sized for the application.
     pub fn new(
-        config: Config<'b>,
+        mut config: Config<'b>,
         outbox: &'b mut [u8],
         filters: &'b mut [u8],
         rng: R,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
+        config.max_qos = config.max_qos.min(MAX_QOS);
         Ok(Self {
             config,
             rng,
@@ -679,8 +692,7 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
             return;
         }
         let control = match ack.qos {
-            QoS::AtLeastOnce => Control::PubAck(ack.packet_id),
-            _ => {
+            QoS::ExactlyOnce if QOS2 => {
                 if !self.inbound_qos2.contains(&ack.packet_id)
                     && self.inbound_qos2.push(ack.packet_id).is_err()
                 {
@@ -689,6 +701,7 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
                 }
                 Control::PubRec(ack.packet_id)
             }
+            _ => Control::PubAck(ack.packet_id),
         };
         if self.control.push_back(control).is_err() {
             self.fail(now, CloseReason::InboundBacklog);
@@ -773,14 +786,14 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
                 Ok(None)
             }
             (link, Packet::Publish(p)) if link.takes_inbound() => self.on_publish(p),
-            (link, Packet::PubRel(rel)) if link.takes_inbound() => {
+            (link, Packet::PubRel(rel)) if QOS2 && link.takes_inbound() => {
                 let id = rel.packet_id;
                 self.close_inbound_qos2(id);
                 self.push_control(Control::PubComp(id))?;
                 Ok(None)
             }
             (Link::Up, Packet::PubAck(ack)) => self.on_puback(ack.packet_id),
-            (Link::Up, Packet::PubComp(comp)) => {
+            (Link::Up, Packet::PubComp(comp)) if QOS2 => {
                 self.on_publish_done(PacketType::PubComp, comp.packet_id, QoS::ExactlyOnce)
             }
             // Leaving: acknowledgements still end their messages (no resend after a restart);
@@ -789,11 +802,11 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
             (Link::Closing { .. }, Packet::PubAck(ack)) => {
                 Ok(self.on_puback(ack.packet_id).unwrap_or(None))
             }
-            (Link::Closing { .. }, Packet::PubComp(comp)) => Ok(self
+            (Link::Closing { .. }, Packet::PubComp(comp)) if QOS2 => Ok(self
                 .on_publish_done(PacketType::PubComp, comp.packet_id, QoS::ExactlyOnce)
                 .unwrap_or(None)),
             (Link::Closing { .. }, _) => Ok(None),
-            (Link::Up, Packet::PubRec(rec)) => {
+            (Link::Up, Packet::PubRec(rec)) if QOS2 => {
                 let i = self
                     .outbox
                     .find(|e| {
@@ -842,7 +855,7 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
                 }
             }
         }
-        if session_present && self.session_unconfirmed {
+        if QOS2 && session_present && self.session_unconfirmed {
             self.inbound_suspect = self.inbound_qos2.len();
         }
         self.session_unconfirmed = false;
@@ -872,6 +885,13 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
                 qos: QoS::AtLeastOnce,
                 connection: self.connection,
             }),
+            // Subscribed at most at QoS 1 (see `subscriptions::Request`), so a QoS 2 message
+            // breaks the broker's rule to deliver at most at the granted QoS (MQTT-3.8.4-6).
+            PublishQos::ExactlyOnce(_) if !QOS2 => {
+                return Err(CloseReason::Protocol(ProtocolError::QosNotGranted(
+                    QoS::ExactlyOnce,
+                )));
+            }
             PublishQos::ExactlyOnce(id) => {
                 if self.inbound_qos2.contains(&id) {
                     if p.dup {
@@ -923,7 +943,7 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
     /// exchange is over, and the application hears that the guarantee was weaker.
     fn on_puback(&mut self, id: PacketId) -> Result<Option<IncomingMessage<'static>>, CloseReason> {
         let downgraded = self.outbox.find(|e| {
-            e.packet_id == Some(id)
+            QOS2 && e.packet_id == Some(id)
                 && e.qos == QoS::ExactlyOnce
                 && matches!(e.stage, Stage::AwaitingAck(_))
         });
@@ -1030,7 +1050,7 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
         let mut i = 0;
         while let Some(entry) = self.outbox.entry(i).copied() {
             match entry.stage {
-                Stage::Releasing => {
+                Stage::Releasing if QOS2 => {
                     let Some(id) = entry.packet_id else { break };
                     if !out.put(&IdOnly(PacketType::PubRel, id)) {
                         return;
@@ -1062,7 +1082,7 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
                     if let Some(e) = self.outbox.entry_mut(i) {
                         e.stage = Stage::AwaitingAck(now);
                         e.sent_before = true;
-                        if persistent && e.qos == QoS::ExactlyOnce {
+                        if QOS2 && persistent && e.qos == QoS::ExactlyOnce {
                             // The broker may hold it now, and holds its identifier until our
                             // PUBREL: dropped, the identifier would come back on a new message
                             // that the broker takes for this one and never delivers.

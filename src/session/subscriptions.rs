@@ -308,7 +308,8 @@ impl<const N: usize> Encode for Request<'_, '_, N> {
             if e.state == self.wanted {
                 w.binary(self.table.slab.bytes(i));
                 if subscribe {
-                    w.u8(e.qos as u8);
+                    // Never above what this build can receive (QoS 2 needs `qos2`).
+                    w.u8(e.qos.min(super::MAX_QOS) as u8);
                 }
                 left -= 1;
             }

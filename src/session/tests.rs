@@ -626,6 +626,7 @@ fn test_full_store_is_an_immediate_error() {
     assert!(matches!(err, Err(PublishError::Invalid(_))));
 }
 
+#[cfg(feature = "qos2")]
 #[test]
 fn test_qos2_flow_and_pubrel_resent_after_reconnect() {
     let mut rig = Rig::default();
@@ -654,6 +655,7 @@ fn test_qos2_flow_and_pubrel_resent_after_reconnect() {
 /// a QoS 2 message sent on a persistent session and then expired (or discarded) left the
 /// broker holding its identifier; the next message with that identifier was taken by the
 /// broker for the old one, acknowledged and never delivered.
+#[cfg(feature = "qos2")]
 #[test]
 fn test_sent_qos2_on_a_persistent_session_is_completed_not_expired() {
     let mut config = Config::new("dev-1");
@@ -781,6 +783,7 @@ fn test_ack_from_an_earlier_connection_is_dropped() {
     assert_eq!(rig.sent(), vec![]);
 }
 
+#[cfg(feature = "qos2")]
 #[test]
 fn test_inbound_qos2_delivered_exactly_once() {
     let mut rig = Rig::default();
@@ -825,6 +828,7 @@ fn test_inbound_qos2_delivered_exactly_once() {
 /// Found by the simulation (seed 1002): with the inbound QoS 2 table full, the message used to
 /// be handed out first and the connection failed only at `acknowledge`; the broker then sent it
 /// again and it was delivered twice.
+#[cfg(feature = "qos2")]
 #[test]
 fn test_inbound_qos2_with_a_full_table_is_refused_undelivered() {
     let mut rig = Rig::default();
@@ -874,6 +878,7 @@ fn test_inbound_qos2_with_a_full_table_is_refused_undelivered() {
 /// lost CONNACK) reused the identifier of an exchange still open here for a new message, which
 /// was taken for a resend, acknowledged and never delivered. A resend carries DUP; a first
 /// attempt does not.
+#[cfg(feature = "qos2")]
 #[test]
 fn test_inbound_qos2_first_attempt_with_an_open_id_is_a_new_message() {
     let mut rig = Rig::default();
@@ -912,6 +917,7 @@ fn test_inbound_qos2_first_attempt_with_an_open_id_is_a_new_message() {
 /// Found by the simulation (seed 15204, 2,000 steps): identifiers of exchanges that a broker lost
 /// with its session (hidden by a lost CONNACK) filled the inbound QoS 2 table for good, and
 /// every new QoS 2 message failed the connection: a reconnect loop that never ended.
+#[cfg(feature = "qos2")]
 #[test]
 fn test_suspect_inbound_qos2_ids_make_room_after_a_lost_connack() {
     let mut config = Config::new("dev-1");
@@ -1467,6 +1473,7 @@ fn test_max_qos_refuses_publishes_above_it() {
     assert!(text.contains("max_qos"), "{text}");
 }
 
+#[cfg(feature = "qos2")]
 #[test]
 fn test_puback_for_qos2_ends_the_exchange_as_downgraded() {
     // RabbitMQ 3.10 answers a QoS 2 PUBLISH with PUBACK. As a protocol error this meant a
@@ -1656,4 +1663,83 @@ fn test_a_filter_with_an_open_request_is_busy_not_overwritten() {
             }],
         )
         .unwrap();
+}
+
+// ----- a build without the `qos2` feature -----
+
+#[cfg(not(feature = "qos2"))]
+#[test]
+fn test_without_qos2_publishing_at_qos2_is_refused() {
+    let mut rig = Rig::default();
+    rig.up(false);
+    let msg = OutgoingMessage::new("t", b"x").qos(QoS::ExactlyOnce);
+    assert_eq!(
+        rig.s.publish(rig.now, &msg),
+        Err(PublishError::QosNotSupported {
+            requested: QoS::ExactlyOnce,
+            max: QoS::AtLeastOnce,
+        })
+    );
+    assert_eq!(rig.s.config().max_qos, MAX_QOS);
+    assert_eq!(MAX_QOS, QoS::AtLeastOnce);
+}
+
+#[cfg(not(feature = "qos2"))]
+#[test]
+fn test_without_qos2_subscriptions_ask_at_most_qos1() {
+    let mut rig = Rig::default();
+    rig.up(false);
+    let subs = [("a", QoS::ExactlyOnce), ("b", QoS::AtMostOnce)]
+        .map(|(filter, qos)| Subscription { filter, qos });
+    rig.s.subscribe(rig.now, &subs).unwrap();
+    let sent = rig.sent();
+    let [Wire::Subscribe { filters, .. }] = sent.as_slice() else {
+        panic!("{sent:?}")
+    };
+    assert_eq!(filters, &vec![("a".to_string(), 1), ("b".to_string(), 0)]);
+}
+
+#[cfg(not(feature = "qos2"))]
+#[test]
+fn test_without_qos2_an_inbound_qos2_message_is_a_protocol_error() {
+    let mut rig = Rig::default();
+    rig.up(false);
+    let publish = Publish {
+        dup: false,
+        qos: PublishQos::ExactlyOnce(id(9)),
+        retain: false,
+        topic: "in",
+        payload: b"m",
+    };
+    assert!(
+        rig.s
+            .handle_packet(rig.now, Packet::Publish(publish))
+            .is_none(),
+        "not delivered"
+    );
+    assert!(!rig.s.is_up());
+    assert!(rig.events().contains(&Event::Down {
+        reason: CloseReason::Protocol(ProtocolError::QosNotGranted(QoS::ExactlyOnce)),
+        was_up: true,
+    }));
+}
+
+#[cfg(not(feature = "qos2"))]
+#[test]
+fn test_without_qos2_the_qos2_acknowledgements_are_unexpected() {
+    let packets = [
+        Packet::PubRec(PubRec::new(id(1))),
+        Packet::PubRel(PubRel::new(id(1))),
+        Packet::PubComp(PubComp::new(id(1))),
+    ];
+    for packet in packets {
+        let mut rig = Rig::default();
+        rig.up(false);
+        let packet_type = packet.packet_type();
+        rig.recv(packet);
+        assert!(rig.events().contains(&Event::Down {
+            reason: CloseReason::Protocol(ProtocolError::Unexpected(packet_type)),
+            was_up: true,
+        }));
+    }
 }
