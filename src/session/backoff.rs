@@ -32,9 +32,17 @@ impl BackoffConfig {
     /// The upper bound of the delay after `failures` consecutive failures (1 for the first):
     /// `min · 2^failures`, capped at `max`.
     pub fn ceiling(&self, failures: u32) -> Duration {
-        let factor = 1u64.checked_shl(failures.min(63)).unwrap_or(u64::MAX);
-        let ceiling = self.min.as_millis().saturating_mul(factor);
-        Duration::from_millis(ceiling.min(self.max.as_millis()).max(self.min.as_millis()))
+        // Doubling until the cap, at most 64 times: on a 32-bit core a 64-bit saturating
+        // multiply by a shifted factor is several times this loop's code.
+        let (min, max) = (self.min.as_millis(), self.max.as_millis());
+        let mut ceiling = min;
+        for _ in 0..failures.min(64) {
+            if ceiling >= max {
+                break;
+            }
+            ceiling = ceiling.saturating_add(ceiling);
+        }
+        Duration::from_millis(ceiling.min(max).max(min))
     }
 
     /// The delay after `failures` consecutive failures, drawn uniformly from `[min, ceiling]`
