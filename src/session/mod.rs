@@ -44,6 +44,7 @@
 //! reset when it ends.
 
 mod backoff;
+mod commands;
 mod config;
 mod event;
 mod event_queue;
@@ -69,6 +70,7 @@ use crate::packet::{
     PublishQos, QoS, SubAck, Subscription, check_topic_filter,
 };
 use crate::time::{Duration, Instant};
+use commands::PendingCommands;
 use event_queue::{EVENT_CAPACITY, EventQueue};
 use outbox::{Entry, Outbox, Stage};
 use subscriptions::{Removal, SubState, Subscriptions};
@@ -299,7 +301,7 @@ pub struct Session<'b, R, const OUT: usize = 16, const SUBS: usize = 8, const IN
     /// session then, which the next CONNACK reports as present.
     session_unconfirmed: bool,
     control: Deque<Control, CONTROL_CAPACITY>,
-    commands: Deque<Command, 4>,
+    commands: PendingCommands,
     events: EventQueue,
     next_packet_id: u16,
     next_publish_id: u32,
@@ -336,7 +338,7 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
             inbound_suspect: 0,
             session_unconfirmed: false,
             control: Deque::new(),
-            commands: Deque::new(),
+            commands: PendingCommands::default(),
             events: EventQueue::new(),
             next_packet_id: 1,
             next_publish_id: 1,
@@ -392,7 +394,7 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
 
     /// The next transport command, in order.
     pub fn poll_command(&mut self) -> Option<Command> {
-        self.commands.pop_front()
+        self.commands.pop()
     }
 
     /// The next event, in order.
@@ -513,6 +515,7 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
     /// The transport opened the connection that [`Command::Open`] asked for.
     pub fn connected(&mut self, now: Instant) {
         if let Link::Opening { .. } = self.link {
+            self.commands.opened();
             self.keepalive = Keepalive::fresh(now);
             self.link = Link::AwaitConnAck {
                 deadline: now + self.config.connack_timeout,
@@ -525,6 +528,7 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
     /// The transport could not open the connection.
     pub fn connect_failed(&mut self, now: Instant) {
         if let Link::Opening { .. } = self.link {
+            self.commands.opened();
             self.fail(now, CloseReason::ConnectFailed);
         }
     }
@@ -1265,8 +1269,7 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
     }
 
     fn push_command(&mut self, command: Command) {
-        // At most a Close and an Open are ever pending; the queue holds four.
-        let _ = self.commands.push_back(command);
+        self.commands.push(command);
     }
 
     fn push_event(&mut self, event: Event) {

@@ -442,17 +442,39 @@ fn test_backoff_resets_only_after_up() {
 fn test_refused_connack_backs_off() {
     let mut rig = Rig::default();
     rig.s.handle_timeout(rig.now);
+    assert_eq!(rig.commands(), vec![Command::Open]);
     rig.s.connected(rig.now);
     rig.sent();
     rig.recv(Packet::ConnAck(ConnAck {
         session_present: false,
         code: ConnectReturnCode::NotAuthorized,
     }));
-    assert_eq!(rig.commands(), vec![Command::Open, Command::Close]);
+    assert_eq!(rig.commands(), vec![Command::Close]);
     assert!(rig.events().contains(&Event::Down {
         reason: CloseReason::Refused(ConnectReturnCode::NotAuthorized),
         was_up: false
     }));
+}
+
+/// Before: the command queue held four and dropped the rest silently, which attempts timing
+/// out while the driver was still busy closing could reach.
+#[test]
+fn test_attempts_the_driver_never_started_leave_one_close_and_one_open() {
+    let mut rig = Rig::default();
+    rig.up(false);
+    // A protocol error: the session asks for the connection to be closed...
+    rig.recv(Packet::ConnAck(ConnAck {
+        session_present: false,
+        code: ConnectReturnCode::Accepted,
+    }));
+    // ...and the transport's close hangs, so the driver carries out no command while the
+    // session retries and times out, again and again (retry, connect timeout, ...).
+    for _ in 0..11 {
+        rig.now = rig.s.poll_timeout().unwrap();
+        rig.s.handle_timeout(rig.now);
+    }
+    assert_eq!(rig.s.state(), State::Opening);
+    assert_eq!(rig.commands(), vec![Command::Close, Command::Open]);
 }
 
 #[test]
@@ -460,15 +482,16 @@ fn test_max_attempts_gives_up() {
     let mut config = Config::new("x");
     config.backoff.max_attempts = Some(2);
     let mut rig = Rig::new(config);
-    rig.s.handle_timeout(rig.now);
-    rig.s.connect_failed(rig.now);
-    rig.now = rig.s.poll_timeout().unwrap();
-    rig.s.handle_timeout(rig.now);
-    rig.s.connect_failed(rig.now);
+    for _ in 0..2 {
+        rig.s.handle_timeout(rig.now);
+        assert_eq!(rig.commands(), vec![Command::Open]);
+        rig.s.connect_failed(rig.now);
+        assert_eq!(rig.commands(), vec![], "the transport knows it failed");
+        rig.now = rig.s.poll_timeout().unwrap_or(rig.now);
+    }
     assert!(rig.events().contains(&Event::GaveUp));
     assert_eq!(rig.s.state(), State::Stopped);
     assert_eq!(rig.s.poll_timeout(), None);
-    assert_eq!(rig.commands(), vec![Command::Open, Command::Open]);
     rig.s.restart(rig.now);
     rig.s.handle_timeout(rig.now);
     assert_eq!(rig.commands(), vec![Command::Open]);
