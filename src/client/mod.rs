@@ -93,6 +93,8 @@ pub struct Client<'b, T, K, R, const OUT: usize = 16, const SUBS: usize = 8, con
     rx_len: usize,
     /// Bytes of `rx` holding the message last returned by `poll`, released at the next call.
     rx_delivered: usize,
+    /// Bytes of a PUBLISH too large for `rx` still to come and be dropped.
+    rx_skip: usize,
     tx: &'b mut [u8],
     tx_start: usize,
     tx_end: usize,
@@ -126,6 +128,7 @@ where
             rx: buffers.rx,
             rx_len: 0,
             rx_delivered: 0,
+            rx_skip: 0,
             tx: buffers.tx,
             tx_start: 0,
             tx_end: 0,
@@ -249,29 +252,62 @@ where
 
     /// Hands one buffered packet to the session.
     fn receive_buffered(&mut self, now: Instant) -> Received {
+        if self.rx_skip > 0 {
+            let n = self.rx_skip.min(self.rx_len);
+            self.consume_rx(n);
+            self.rx_skip -= n;
+            if self.rx_skip > 0 {
+                return Received::Nothing;
+            }
+        }
         let max = self.rx.len();
         let input = self.rx.get(..self.rx_len).unwrap_or(&[]);
-        match packet::decode_from_broker(input, max) {
-            Ok(Decoded::Complete { packet, len }) => {
-                match self.session.handle_packet(now, packet) {
-                    Some(message) => {
-                        self.owed_ack = message.ack;
-                        Received::Message(len)
+        let (packet, len, whole) = match packet::decode_from_broker(input, max) {
+            Ok(Decoded::Complete { packet, len }) => (packet, len, true),
+            Ok(Decoded::Incomplete(_)) => return Received::Nothing,
+            // A message larger than `rx`: handled from its head (topic, packet identifier),
+            // which is enough to acknowledge it, and skipped as its bytes arrive. Only a head
+            // that cannot fit `rx` either is a protocol error.
+            Err(packet::Error::PacketTooLarge { packet_len, .. }) => {
+                match packet::peek_publish_head(input) {
+                    Ok(Some(head)) => (Packet::Publish(head.publish()), packet_len, false),
+                    Ok(None) if self.rx_len < max => return Received::Nothing,
+                    Ok(None) => {
+                        return self
+                            .undecodable(now, packet::Error::PacketTooLarge { packet_len, max });
                     }
-                    None => {
-                        self.consume_rx(len);
-                        Received::Handled
-                    }
+                    Err(error) => return self.undecodable(now, error),
                 }
             }
-            Ok(Decoded::Incomplete(_)) => Received::Nothing,
-            Err(error) => {
-                warn!("undecodable input: {:?}", error);
-                self.session.handle_decode_error(now, error);
-                self.rx_len = 0;
+            Err(error) => return self.undecodable(now, error),
+        };
+        match self.session.handle_packet(now, packet) {
+            Some(message) if whole => {
+                self.owed_ack = message.ack;
+                Received::Message(len)
+            }
+            skipped => {
+                if let Some(message) = skipped {
+                    // Acknowledged at the next `poll`, like a delivered message.
+                    self.session.message_skipped(message.qos, len);
+                    self.owed_ack = message.ack;
+                }
+                if whole {
+                    self.consume_rx(len);
+                } else {
+                    self.rx_skip = len;
+                }
                 Received::Handled
             }
         }
+    }
+
+    /// The stream cannot be read on: a protocol error, the session reconnects.
+    fn undecodable(&mut self, now: Instant, error: packet::Error) -> Received {
+        warn!("undecodable input: {:?}", error);
+        self.session.handle_decode_error(now, error);
+        self.rx_len = 0;
+        Received::Handled
     }
 
     /// Appends the packets the session wants sent to the bytes still waiting in the transmit
@@ -318,6 +354,7 @@ where
         self.link = Link::Closing { deadline };
         self.rx_len = 0;
         self.rx_delivered = 0;
+        self.rx_skip = 0;
         if !flush {
             self.tx_start = 0;
             self.tx_end = 0;

@@ -176,6 +176,16 @@ pub enum Event {
     Unsubscribed(RequestId),
     /// Events were lost because the application did not drain the queue.
     EventsLost(u32),
+    /// A message larger than the receive buffer arrived: it was skipped, not delivered, and
+    /// acknowledged at its QoS so that the broker does not send it again. Skipping keeps the
+    /// connection: a retained message that no longer fits would otherwise come back after
+    /// every resubscribe and turn into a reconnect loop.
+    MessageTooLarge {
+        /// The whole packet's length in bytes.
+        len: usize,
+        /// The message's QoS.
+        qos: QoS,
+    },
 }
 
 /// An application message from the broker, borrowing topic and payload from the receive

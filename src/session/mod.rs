@@ -576,6 +576,47 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
         }
     }
 
+    /// A PUBLISH too large for the receive buffer, whose head (fixed header, topic, packet
+    /// identifier) the driver read and whose `len` bytes it skips. As far as the broker can
+    /// tell, the message is handled: in turn like any PUBLISH, acknowledged at its QoS (QoS 2
+    /// exactly once), reported to the application as [`Event::MessageTooLarge`] instead of
+    /// delivered. The same as [`handle_packet`](Self::handle_packet) with the head (topic and
+    /// payload left empty), then [`message_skipped`](Self::message_skipped) and
+    /// [`acknowledge`](Self::acknowledge) for the message it returned.
+    pub fn handle_oversize_publish(
+        &mut self,
+        now: Instant,
+        dup: bool,
+        qos: PublishQos,
+        len: usize,
+    ) {
+        let head = Publish {
+            dup,
+            qos,
+            retain: false,
+            topic: "",
+            payload: &[],
+        };
+        if let Some(message) = self.handle_packet(now, Packet::Publish(head)) {
+            self.message_skipped(message.qos, len);
+            if let Some(ack) = message.ack {
+                self.acknowledge(now, ack);
+            }
+        }
+    }
+
+    /// The driver skipped the `len` bytes of a message at `qos` (the head of a PUBLISH too
+    /// large to hold, for which [`handle_packet`](Self::handle_packet) returned a message)
+    /// instead of delivering it: reported as [`Event::MessageTooLarge`]. The driver still
+    /// [`acknowledge`](Self::acknowledge)s it, as it would a delivered one.
+    pub fn message_skipped(&mut self, qos: QoS, len: usize) {
+        warn!(
+            "a {}-byte message does not fit the receive buffer: skipped",
+            len
+        );
+        self.push_event(Event::MessageTooLarge { len, qos });
+    }
+
     // ----- inputs: the application -----
 
     /// Accepts a message into the outbound store. QoS 0 goes out once (when up); QoS 1 and 2

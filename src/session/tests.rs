@@ -1766,3 +1766,36 @@ fn test_without_qos2_the_qos2_acknowledgements_are_unexpected() {
         }));
     }
 }
+
+// ----- messages too large for the receive buffer -----
+
+#[test]
+fn test_oversize_publish_is_acknowledged_and_reported_not_delivered() {
+    let mut rig = Rig::default();
+    rig.up(false);
+    rig.s
+        .handle_oversize_publish(rig.now, false, PublishQos::AtLeastOnce(id(4)), 5000);
+    assert_eq!(rig.sent(), vec![Wire::PubAck(4)]);
+    assert!(rig.events().contains(&Event::MessageTooLarge {
+        len: 5000,
+        qos: QoS::AtLeastOnce
+    }));
+    assert!(rig.s.is_up());
+}
+
+#[test]
+fn test_oversize_publish_before_connack_is_a_protocol_error() {
+    let mut rig = Rig::default();
+    rig.s.handle_timeout(rig.now);
+    rig.s.connected(rig.now);
+    rig.sent();
+    rig.s
+        .handle_oversize_publish(rig.now, false, PublishQos::AtMostOnce, 5000);
+    assert!(rig.events().iter().any(|e| matches!(
+        e,
+        Event::Down {
+            reason: CloseReason::Protocol(ProtocolError::Unexpected(PacketType::Publish)),
+            ..
+        }
+    )));
+}

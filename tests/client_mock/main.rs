@@ -13,7 +13,8 @@ mod transport;
 use embassy_futures::select::{Either, select};
 use shearwater::client::{ClientError, Clock};
 use shearwater::packet::{
-    self, ConnAck, ConnectReturnCode, Packet, PacketId, Publish, PublishQos, QoS, Subscription,
+    self, ConnAck, ConnectReturnCode, Packet, PacketId, PubRel, Publish, PublishQos, QoS,
+    Subscription,
 };
 use shearwater::session::{CloseReason, Event, OutgoingMessage, ProtocolError, PublishId};
 use shearwater::time::{Duration, Instant};
@@ -251,19 +252,22 @@ fn packet_filling_the_receive_buffer_exactly() {
             Ok(Ev::Message(message("fit", &payload, QoS::AtMostOnce)))
         );
     }
-    // One byte more is refused from its header.
+    // One byte more does not fit: skipped and reported, the connection stays.
     let payload = vec![9u8; rx - 6];
     h.send(&publish_packet("fit", &payload, PublishQos::AtMostOnce));
     assert_eq!(
         h.next(),
-        down(
-            CloseReason::Protocol(ProtocolError::Malformed(packet::Error::PacketTooLarge {
-                packet_len: rx + 1,
-                max: rx
-            })),
-            true
-        )
+        session(Event::MessageTooLarge {
+            len: rx + 1,
+            qos: QoS::AtMostOnce
+        })
     );
+    h.send(&fits);
+    assert_eq!(
+        h.next(),
+        Ok(Ev::Message(message("fit", &payload[1..], QoS::AtMostOnce)))
+    );
+    assert_eq!(h.net().connections, 1);
 }
 
 #[test]
@@ -510,27 +514,100 @@ fn read_error_is_closed_by_peer_and_reconnects() {
     assert_eq!(h.net().connections, 2);
 }
 
+/// A message larger than the receive buffer is skipped as it streams in, acknowledged at its
+/// QoS and reported; the connection stays up and the messages around it arrive. Before, it was
+/// a protocol error: a retained message that no longer fit came back after every resubscribe
+/// and kept the client reconnecting at the minimum backoff.
 #[test]
-fn oversize_packet_is_a_protocol_error_and_reconnects() {
+fn oversize_message_is_skipped_acknowledged_and_reported() {
     let mut h = Harness::with(config(), Sizes { rx: 128, tx: 512 });
+    h.net().read_chunk = 50;
     h.run_until_up();
-    let payload = [7u8; 200];
-    h.send(&publish_packet("big", &payload, PublishQos::AtMostOnce));
+    let payload = [7u8; 300];
+    h.send(&publish_packet("small", b"1", PublishQos::AtMostOnce));
+    h.send(&publish_packet(
+        "big",
+        &payload,
+        PublishQos::AtLeastOnce(id(5)),
+    ));
+    h.send(&publish_packet("small", b"2", PublishQos::AtMostOnce));
+    assert_eq!(
+        h.next(),
+        Ok(Ev::Message(message("small", b"1", QoS::AtMostOnce)))
+    );
+    assert_eq!(
+        h.next(),
+        session(Event::MessageTooLarge {
+            // Fixed header 1 + 2, topic 2 + 3, packet identifier 2, payload 300.
+            len: 3 + 5 + 2 + 300,
+            qos: QoS::AtLeastOnce
+        })
+    );
+    assert_eq!(
+        h.next(),
+        Ok(Ev::Message(message("small", b"2", QoS::AtMostOnce)))
+    );
+    h.drain_until(h.now() + 100);
+    assert!(h.packets().contains(&Pkt::PubAck(5)), "{:?}", h.packets());
+    assert_eq!(h.net().connections, 1);
+    assert!(h.client.session().is_up());
+    h.assert_clean_stream();
+}
+
+#[test]
+fn oversize_qos2_message_is_received_exactly_once() {
+    let mut h = Harness::with(config(), Sizes { rx: 64, tx: 512 });
+    h.run_until_up();
+    let payload = [7u8; 100];
+    let big = publish_packet("big", &payload, PublishQos::ExactlyOnce(id(6)));
+    h.send(&big);
+    assert_eq!(
+        h.next(),
+        session(Event::MessageTooLarge {
+            len: 2 + 5 + 2 + 100,
+            qos: QoS::ExactlyOnce
+        })
+    );
+    // The broker missed the PUBREC and sends it again with DUP: not reported again.
+    let Packet::Publish(p) = big else { panic!() };
+    h.send(&Packet::Publish(Publish { dup: true, ..p }));
+    h.send(&Packet::PubRel(PubRel::new(id(6))));
+    h.drain_until(h.now() + 100);
+    let packets = h.packets();
+    assert_eq!(
+        packets.iter().filter(|p| **p == Pkt::PubRec(6)).count(),
+        2,
+        "{packets:?}"
+    );
+    assert!(packets.contains(&Pkt::PubComp(6)), "{packets:?}");
+    assert_eq!(h.net().connections, 1);
+}
+
+#[test]
+fn oversize_message_whose_head_does_not_fit_is_a_protocol_error() {
+    let mut h = Harness::with(config(), Sizes { rx: 32, tx: 512 });
+    h.run_until_up();
+    // The topic alone is longer than the receive buffer: the packet identifier cannot be
+    // read, so the message cannot be acknowledged.
+    let topic = "t".repeat(40);
+    h.send(&publish_packet(
+        &topic,
+        b"x",
+        PublishQos::AtLeastOnce(id(1)),
+    ));
     let steps = h.run_until(h.now() + 1_000, is_reconnecting);
     assert_eq!(
         steps[0],
         down(
             CloseReason::Protocol(ProtocolError::Malformed(packet::Error::PacketTooLarge {
-                // Fixed header 1 + 2, topic 2 + 3, payload 200.
-                packet_len: 3 + 5 + 200,
-                max: 128
+                // Fixed header 2, topic 2 + 40, packet identifier 2, payload 1.
+                packet_len: 2 + 42 + 2 + 1,
+                max: 32
             })),
             true
         )
     );
-    assert_eq!(h.net().closes, 1);
     h.run_until_up();
-    // The next connection works: a message that fits arrives.
     h.send(&publish_packet("small", b"ok", PublishQos::AtMostOnce));
     assert_eq!(
         h.next(),

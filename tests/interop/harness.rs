@@ -118,10 +118,15 @@ pub struct TestClient {
 impl TestClient {
     /// A client for the broker at `addr`; it connects when first driven.
     pub fn new(addr: SocketAddr, config: Config<'static>) -> Self {
+        Self::with_rx(addr, config, 4096)
+    }
+
+    /// [`new`](Self::new) with a receive buffer of `rx` bytes: the largest packet it takes.
+    pub fn with_rx(addr: SocketAddr, config: Config<'static>, rx: usize) -> Self {
         static SEED: AtomicU64 = AtomicU64::new(1);
         let buffer = |n| Box::leak(vec![0u8; n].into_boxed_slice());
         let buffers = Buffers {
-            rx: buffer(4096),
+            rx: buffer(rx),
             tx: buffer(4096),
             outbox: buffer(8192),
             filters: buffer(1024),
@@ -210,6 +215,15 @@ impl TestClient {
     pub async fn up(&mut self) -> bool {
         self.expect("Up", WAIT, |s| match s {
             Seen::Event(Event::Up { session_present }) => Some(*session_present),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Waits for a message too large for the receive buffer; returns its length.
+    pub async fn too_large(&mut self) -> usize {
+        self.expect("MessageTooLarge", WAIT, |s| match s {
+            Seen::Event(Event::MessageTooLarge { len, .. }) => Some(*len),
             _ => None,
         })
         .await

@@ -148,6 +148,7 @@ mod mosquitto {
     }));
     interop_test!(persistent_session_offline_messages => mosquitto, |_h, ctx| crate::scenarios::persistent_session_offline_messages(&ctx));
     interop_test!(qos2_publish_at_default_max_qos => mosquitto, |_h, ctx| crate::scenarios::qos2_publish_at_default_max_qos(&ctx));
+    interop_test!(oversize_retained_message => mosquitto, |_h, ctx| crate::scenarios::oversize_retained_message(&ctx));
 }
 
 mod rabbitmq {
@@ -162,4 +163,5 @@ mod rabbitmq {
     interop_test!(resubscribe_after_cut => rabbitmq, |_h, ctx| crate::scenarios::resubscribe_after_cut(&ctx));
     interop_test!(persistent_session_offline_messages => rabbitmq, |_h, ctx| crate::scenarios::persistent_session_offline_messages(&ctx));
     interop_test!(qos2_publish_at_default_max_qos => rabbitmq, |_h, ctx| crate::scenarios::qos2_publish_at_default_max_qos(&ctx));
+    interop_test!(oversize_retained_message => rabbitmq, |_h, ctx| crate::scenarios::oversize_retained_message(&ctx));
 }

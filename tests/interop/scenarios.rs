@@ -553,3 +553,46 @@ pub async fn qos2_publish_at_default_max_qos(ctx: &Ctx) {
     sub.disconnect().await;
     publisher.disconnect().await;
 }
+
+/// A retained message larger than a subscriber's receive buffer is skipped and reported each
+/// time the broker sends it (on every subscribe), acknowledged, and the connection stays up;
+/// what fits still arrives. Before, it was a protocol error: the client reconnected,
+/// resubscribed, got it again, at the minimum backoff for as long as the message was retained.
+pub async fn oversize_retained_message(ctx: &Ctx) {
+    let t = |rest: &str| topic("big", rest);
+    let mut publisher = ctx.up("big-pub").await;
+    let big = crate::harness::leak("x".repeat(3000));
+    publisher
+        .publish(
+            OutgoingMessage::new(t("r"), big.as_bytes())
+                .qos(QoS::AtLeastOnce)
+                .retain(true),
+        )
+        .await;
+    let mut config = config(client_id("big-sub"));
+    config.max_qos = ctx.profile.max_publish_qos;
+    let mut sub = TestClient::with_rx(ctx.addr, config, 1024);
+    assert!(!sub.up().await);
+    for _ in 0..2 {
+        sub.subscribe(&[(t("r"), QoS::AtLeastOnce)]).await;
+        let len = sub.too_large().await;
+        assert!(len > 3000, "{len}");
+    }
+    publisher
+        .publish(msg(t("r"), "fits").qos(QoS::AtLeastOnce))
+        .await;
+    assert_eq!(sub.message_on(t("r")).await.text(), "fits");
+    let downs: Vec<&Seen> = sub
+        .history()
+        .iter()
+        .filter(|s| matches!(s, Seen::Event(Event::Down { .. })))
+        .collect();
+    assert!(downs.is_empty(), "{downs:?}");
+    // Clear the retained message for later runs.
+    publisher
+        .publish(msg(t("r"), "").qos(QoS::AtLeastOnce).retain(true))
+        .await;
+    for mut c in [publisher, sub] {
+        c.disconnect().await;
+    }
+}
