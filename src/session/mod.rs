@@ -405,19 +405,18 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
     /// The instant at which [`handle_timeout`](Self::handle_timeout) must be called next, if
     /// any. It may be in the past: call it at once then.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        // Internally "never" is `Instant::FAR_FUTURE`: cheaper than `Option`s on a 32-bit core.
         let link_deadline = match self.link {
-            Link::Waiting { retry_at } => Some(retry_at),
+            Link::Waiting { retry_at } => retry_at,
             Link::Opening { deadline }
             | Link::AwaitConnAck { deadline, .. }
             | Link::AwaitFirstPong { deadline, .. }
-            | Link::Closing { deadline, .. } => Some(deadline),
-            Link::Up => {
-                let ping = self.keepalive_due().at();
-                Some(self.ack_deadline().map_or(ping, |t| t.min(ping)))
-            }
-            Link::Stopped => None,
+            | Link::Closing { deadline, .. } => deadline,
+            Link::Up => self.keepalive_due().at().min(self.ack_deadline()),
+            Link::Stopped => Instant::FAR_FUTURE,
         };
-        min_opt(link_deadline, self.outbox.next_expiry())
+        let next = link_deadline.min(self.outbox.next_expiry());
+        (next != Instant::FAR_FUTURE).then_some(next)
     }
 
     /// Writes whole packets that are due into `buf` and returns how many bytes it wrote. Call
@@ -496,7 +495,7 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
                 KeepaliveDue::PingResp(t) if now >= t => {
                     self.fail(now, CloseReason::PingTimeout);
                 }
-                _ if self.ack_deadline().is_some_and(|t| now >= t) => {
+                _ if now >= self.ack_deadline() => {
                     self.fail(now, CloseReason::AckTimeout);
                 }
                 KeepaliveDue::Unwritten(t) if now >= t => {
@@ -1152,7 +1151,7 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
     }
 
     /// The earliest instant at which an acknowledgement becomes overdue.
-    fn ack_deadline(&self) -> Option<Instant> {
+    fn ack_deadline(&self) -> Instant {
         // Plain loops over both tables: chains of `filter_map` and `min` on `Option<Instant>`
         // cost several times the code on a 32-bit core.
         let mut oldest = Instant::FAR_FUTURE;
@@ -1162,7 +1161,8 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
         for t in self.subs.entries().filter_map(|e| e.waiting_since()) {
             oldest = oldest.min(t);
         }
-        (oldest != Instant::FAR_FUTURE).then(|| oldest + self.config.ack_timeout)
+        // FAR_FUTURE stays FAR_FUTURE: the addition saturates.
+        oldest + self.config.ack_timeout
     }
 
     /// What the keepalive waits for while up, and until when.
@@ -1320,14 +1320,6 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
 
 fn unknown_id(packet_type: PacketType, id: PacketId) -> CloseReason {
     CloseReason::Protocol(ProtocolError::UnknownPacketId(packet_type, id))
-}
-
-fn min_opt(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, None) => a,
-        (None, b) => b,
-    }
 }
 
 /// Whole packets written into the transmit buffer.

@@ -167,13 +167,14 @@ impl<'b, const N: usize> Outbox<'b, N> {
     }
 
     /// The earliest time-to-live deadline of a message not on the wire.
-    pub(crate) fn next_expiry(&self) -> Option<Instant> {
+    /// [`Instant::FAR_FUTURE`] when nothing can expire.
+    pub(crate) fn next_expiry(&self) -> Instant {
         let mut next = Instant::FAR_FUTURE;
         for e in self.slab.metas() {
             if e.stage == Stage::Queued {
                 next = next.min(e.expires_at);
             }
         }
-        (next != Instant::FAR_FUTURE).then_some(next)
+        next
     }
 }
