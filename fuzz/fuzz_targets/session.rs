@@ -288,6 +288,19 @@ impl Driver<'_> {
                 }
                 self.s.restart(self.t());
             }
+            15 => {
+                // The head of a PUBLISH too large for the receive buffer, which a driver skips.
+                let x = input.u8();
+                let id = PacketId::new(u16::from(input.u8() % 8) + 1);
+                let qos = match (x % 3, id) {
+                    (1, Some(id)) => PublishQos::AtLeastOnce(id),
+                    (2, Some(id)) => PublishQos::ExactlyOnce(id),
+                    _ => PublishQos::AtMostOnce,
+                };
+                let dup = x & 4 != 0 && qos != PublishQos::AtMostOnce;
+                let len = 1024 + usize::from(input.u16());
+                self.s.handle_oversize_publish(self.t(), dup, qos, len);
+            }
             _ => {}
         }
         self.settle(write);
