@@ -10,6 +10,9 @@
 
 mod clock;
 
+use core::task::Poll;
+
+use embassy_futures::poll_once;
 use embassy_futures::select::{Either, select};
 use rand_core::RngCore;
 
@@ -100,6 +103,9 @@ pub struct Client<'b, T, K, R, const OUT: usize = 16, const SUBS: usize = 8, con
     tx_end: usize,
     /// The acknowledgement owed for the message last returned by `poll`.
     owed_ack: Option<InboundAck>,
+    /// The last transport operation was a write: a read that is ready at once goes before the
+    /// next one.
+    wrote_last: bool,
 }
 
 impl<'b, T, K, R, const OUT: usize, const SUBS: usize, const IN2: usize>
@@ -133,6 +139,7 @@ where
             tx_start: 0,
             tx_end: 0,
             owed_ack: None,
+            wrote_last: false,
         })
     }
 
@@ -374,6 +381,7 @@ where
             _ => self.session.poll_timeout(),
         };
         let link = self.link;
+        let read_first = self.wrote_last;
         let pending = self.tx.get(self.tx_start..self.tx_end).unwrap_or(&[]);
         let free = self.rx.get_mut(self.rx_len..).unwrap_or(&mut []);
         let transport = &mut self.transport;
@@ -381,7 +389,21 @@ where
         let io = async move {
             match link {
                 Link::Opening => Io::Connected(transport.connect().await),
-                Link::Open | Link::Closing { .. } if !pending.is_empty() => {
+                Link::Open if !pending.is_empty() => {
+                    // One transport cannot read and write at once. Writes and reads that are
+                    // ready alternate, so that a steady stream of writes on a slow uplink never
+                    // leaves the broker's packets (a PINGRESP above all) unread until the ping
+                    // timeout. The read is polled once, never awaited: it must not hold up the
+                    // write (dropping it is allowed, see the transport contract).
+                    if read_first
+                        && !free.is_empty()
+                        && let Poll::Ready(read) = poll_once(transport.read(free))
+                    {
+                        return Io::Read(read);
+                    }
+                    Io::Wrote(transport.write(pending).await)
+                }
+                Link::Closing { .. } if !pending.is_empty() => {
                     Io::Wrote(transport.write(pending).await)
                 }
                 Link::Open => Io::Read(transport.read(free).await),
@@ -407,6 +429,7 @@ where
 
     /// What the transport operation (or the timer) of [`wait`](Self::wait) ended with.
     fn on_io(&mut self, io: Io<T::Error>) {
+        self.wrote_last = matches!(io, Io::Wrote(_));
         match io {
             Io::Connected(result) => {
                 let now = self.clock.now();

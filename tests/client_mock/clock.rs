@@ -42,7 +42,8 @@ impl Time {
         }
     }
 
-    fn register(&self, at: u64) {
+    /// Something waits until `at`: time may jump there when nothing else can happen.
+    pub fn register(&self, at: u64) {
         let earliest = self.next_timer.get().map_or(at, |t| t.min(at));
         self.next_timer.set(Some(earliest));
     }

@@ -491,6 +491,46 @@ fn write_that_never_completes_is_ended_by_keepalive() {
     assert_eq!(h.net().connections, 2);
 }
 
+/// A slow uplink and an application that publishes faster than it drains: the transmit buffer
+/// never empties. The client still reads what the broker sends in between writes, so the
+/// PINGRESPs arrive and the connection stays up. Before, it only read with nothing left to
+/// write, and the unread PINGRESP ended the connection at the ping timeout.
+#[test]
+fn reads_go_on_while_a_slow_uplink_is_always_busy() {
+    let mut h = Harness::new();
+    h.run_until_up();
+    {
+        let mut net = h.net();
+        // 16 bytes per 50 ms: 320 bytes/s.
+        net.write_chunk = 16;
+        net.write_ms = 50;
+    }
+    let t0 = h.now();
+    let payload = [0u8; 64];
+    let mut refused = 0;
+    let mut next_publish = t0;
+    // 68 bytes every 100 ms: more than twice what the uplink takes.
+    while h.now() < t0 + 3 * KEEPALIVE {
+        if h.now() >= next_publish {
+            if h.client
+                .publish(&OutgoingMessage::new("t/s", &payload))
+                .is_err()
+            {
+                refused += 1;
+            }
+            next_publish += 100;
+        }
+        if let Some(step) = h.next_until(next_publish) {
+            assert!(!is_down(&step), "{step:?}");
+        }
+    }
+    assert!(refused > 0, "the uplink was never saturated");
+    let pings = h.packets().iter().filter(|p| **p == Pkt::PingReq).count();
+    assert!(pings >= 3, "{pings} PINGREQs");
+    assert!(h.client.session().is_up());
+    assert_eq!(h.net().connections, 1);
+}
+
 #[test]
 fn end_of_stream_is_closed_by_peer_and_reconnects() {
     let mut h = Harness::new();

@@ -282,6 +282,8 @@ pub struct Net {
     pub read_chunk: usize,
     /// The most bytes one write accepts; 0: writes stay pending (the peer stopped reading).
     pub write_chunk: usize,
+    /// Virtual milliseconds each write takes before it returns (a slow uplink).
+    pub write_ms: u64,
     /// The next write fails.
     pub fail_next_write: bool,
     /// Every other read, write and connect returns `Pending` once before doing its work, so
@@ -308,6 +310,7 @@ impl Net {
             rx: VecDeque::new(),
             read_chunk: usize::MAX,
             write_chunk: usize::MAX,
+            write_ms: 0,
             fail_next_write: false,
             yield_every_other: false,
             writes: Vec::new(),
@@ -442,7 +445,19 @@ impl Read for ScriptedTransport {
 impl Write for ScriptedTransport {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
         self.maybe_yield().await;
-        poll_fn(|_| self.net.borrow_mut().try_write(buf)).await
+        let (time, write_ms) = {
+            let net = self.net.borrow();
+            (Rc::clone(&net.time), net.write_ms)
+        };
+        let done_at = time.now() + write_ms;
+        poll_fn(|_| {
+            if time.now() < done_at {
+                time.register(done_at);
+                return Poll::Pending;
+            }
+            self.net.borrow_mut().try_write(buf)
+        })
+        .await
     }
 
     async fn flush(&mut self) -> Result<(), ErrorKind> {
