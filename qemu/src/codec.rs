@@ -3,9 +3,9 @@
 //! "incomplete", never an error. Then a few malformed inputs with their exact errors.
 
 use shearwater::packet::{
-    ConnAck, Connect, ConnectReturnCode, Decoded, Error, Packet, PacketId, PacketType, PubAck,
-    PubComp, PubRec, PubRel, Publish, PublishQos, QoS, SubAck, SubAckReturnCode, Subscribe,
-    Subscription, UnsubAck, Unsubscribe, Will, decode,
+    ConnAck, Connect, ConnectReturnCode, Decoded, Error, Field, Packet, PacketId, PacketType,
+    PubAck, PubComp, PubRec, PubRel, Publish, PublishQos, QoS, SubAck, SubAckReturnCode, Subscribe,
+    Subscription, UnsubAck, Unsubscribe, Will, check_topic_name, decode, decode_from_broker,
 };
 
 use crate::Scenario;
@@ -21,6 +21,7 @@ pub const SCENARIOS: &[Scenario] = &[
     ("unsuback", unsuback),
     ("empty_packets", empty_packets),
     ("malformed", malformed),
+    ("topic_names", topic_names),
 ];
 
 fn id(v: u16) -> PacketId {
@@ -260,4 +261,38 @@ fn malformed() {
         decode(&[0xC0, 1, 0], 256),
         Err(Error::TrailingBytes(PacketType::PingReq))
     );
+}
+
+/// The byte rules of a topic name, which the MCU checks in its own loop (the hosts scan with
+/// vector compares): U+0000 anywhere wins over a wildcard anywhere, in either order, and both
+/// win over ill-formed UTF-8.
+fn topic_names() {
+    let field = Field::TopicName;
+    let cases: [(&[u8], Result<(), Error>); 10] = [
+        (b"a/b", Ok(())),
+        (b"", Err(Error::EmptyTopic(field))),
+        (b"+", Err(Error::WildcardInTopicName(field))),
+        (b"a/#", Err(Error::WildcardInTopicName(field))),
+        (b"\0", Err(Error::NullCharacter(field))),
+        (b"+/\0", Err(Error::NullCharacter(field))),
+        (b"\0/#", Err(Error::NullCharacter(field))),
+        (b"a/+/b/c/d/e/f/g/h/\0", Err(Error::NullCharacter(field))),
+        (b"\xFF/#", Err(Error::WildcardInTopicName(field))),
+        (b"\xFF/a", Err(Error::InvalidUtf8(field))),
+    ];
+    for (topic, expected) in cases {
+        let mut buf = [0u8; 32];
+        let len = u8::try_from(topic.len()).unwrap();
+        buf[0] = 0x30;
+        buf[1] = len + 2;
+        buf[3] = len;
+        buf[4..4 + topic.len()].copy_from_slice(topic);
+        let packet = &buf[..4 + topic.len()];
+        let decoded = decode(packet, 256).map(|_| ());
+        assert_eq!(decoded, expected);
+        assert_eq!(decode_from_broker(packet, 256).map(|_| ()), expected);
+        if let Ok(s) = core::str::from_utf8(topic) {
+            assert_eq!(check_topic_name(s), expected);
+        }
+    }
 }

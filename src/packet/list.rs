@@ -21,6 +21,12 @@ pub(crate) mod sealed {
     pub trait Codec<'a>: Sized {
         /// Reads and validates one entry from the front of `buf`.
         fn read(buf: &mut &'a [u8]) -> Result<Self, Error>;
+        /// Reads the next entry of bytes that `read` accepted already, for the iterator; `None`
+        /// at the end (and, as with `read`, at a bad entry, which validated bytes never have).
+        #[inline]
+        fn next(buf: &mut &'a [u8]) -> Option<Self> {
+            Self::read(buf).ok()
+        }
         /// Applies the decoder's rules to an entry about to be encoded.
         fn check(&self) -> Result<(), Error>;
         /// The entry's size on the wire.
@@ -179,7 +185,7 @@ impl<'a, T: Item<'a>> Iterator for Iter<'a, T> {
             }
             // Validated when the packet was decoded, so reading again cannot fail; if it did,
             // the iteration would simply end.
-            Repr::Wire(bytes) => T::read(bytes).ok(),
+            Repr::Wire(bytes) => T::next(bytes),
         }
     }
 }
