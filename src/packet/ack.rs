@@ -48,30 +48,6 @@ macro_rules! id_only_packet {
     };
 }
 
-/// PUBACK, PUBREC, PUBREL or PUBCOMP as one type, for the session's encoder: one copy of the
-/// encoding for the four, not one each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct IdOnly(pub(crate) PacketType, pub(crate) PacketId);
-
-impl Encode for IdOnly {
-    #[inline]
-    fn first_byte(&self) -> u8 {
-        ((self.0 as u8) << 4) | self.0.fixed_flags()
-    }
-    #[inline]
-    fn check(&self) -> Result<(), Error> {
-        Ok(())
-    }
-    #[inline]
-    fn body_len(&self) -> usize {
-        2
-    }
-    #[inline]
-    fn write_body(&self, w: &mut Writer<'_>) {
-        w.u16(self.1.get());
-    }
-}
-
 id_only_packet!(
     /// PUBACK: the answer to a QoS 1 PUBLISH.
     PubAck

@@ -1,6 +1,7 @@
 //! CONNECT: the first packet of every connection (MQTT 3.1).
 
 use super::fields::{Reader, Writer, check_len, check_no_null, prefixed_len};
+use super::parts::Part;
 use super::topic::{check_name, check_name_str};
 use super::{Encode, Error, Field, PacketType, QoS};
 
@@ -193,6 +194,24 @@ impl Encode for Connect<'_> {
         if let Some(password) = self.password {
             w.binary(password);
         }
+    }
+}
+
+impl<'a> Connect<'a> {
+    /// The body as a list of fields, in order, for [`super::encode_parts`].
+    pub(crate) fn parts(&self) -> [Option<Part<'a>>; 9] {
+        let will = self.will.as_ref();
+        [
+            Some(Part::Prefixed(PROTOCOL_NAME)),
+            Some(Part::U8(PROTOCOL_LEVEL)),
+            Some(Part::U8(self.flags())),
+            Some(Part::U16(self.keep_alive)),
+            Some(Part::Prefixed(self.client_id.as_bytes())),
+            will.map(|w| Part::Prefixed(w.topic.as_bytes())),
+            will.map(|w| Part::Prefixed(w.payload)),
+            self.username.map(|u| Part::Prefixed(u.as_bytes())),
+            self.password.map(Part::Prefixed),
+        ]
     }
 }
 

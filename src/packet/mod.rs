@@ -51,6 +51,7 @@ mod fields;
 mod header;
 mod list;
 mod oversize;
+mod parts;
 mod publish;
 mod suback;
 mod subscribe;
@@ -59,7 +60,6 @@ mod unsubscribe;
 
 use core::fmt;
 
-pub(crate) use ack::IdOnly;
 pub use ack::{PubAck, PubComp, PubRec, PubRel, UnsubAck};
 pub use connack::{ConnAck, ConnectReturnCode};
 pub use connect::{Connect, Will};
@@ -67,6 +67,8 @@ pub use error::{Error, Field};
 pub use header::{FixedHeader, MAX_REMAINING_LENGTH};
 pub use list::List;
 pub(crate) use oversize::peek_publish_head;
+pub(crate) use parts::{Part, encode_parts, first_byte};
+pub(crate) use publish::first_byte as publish_first_byte;
 pub use publish::{Publish, PublishQos};
 pub use suback::{SubAck, SubAckCodes, SubAckReturnCode};
 pub use subscribe::{Subscribe, SubscribeFilters, Subscription};
@@ -361,9 +363,8 @@ fn decode_body<const FROM_BROKER: bool>(
     Ok(packet)
 }
 
-/// What every packet type provides to the shared encoder. Crate-visible so that the session
-/// encodes each type it sends directly ([`encode_validated`]), not through [`Packet::encode`]'s
-/// dispatch over all 14.
+/// What every packet type provides to the shared encoder ([`Packet::encode`]). The session
+/// encodes what it sends through [`encode_parts`] instead.
 pub(crate) trait Encode {
     /// The first byte: type and flags.
     fn first_byte(&self) -> u8;
@@ -377,11 +378,6 @@ pub(crate) trait Encode {
 
 /// A packet with no body (PINGREQ, PINGRESP, DISCONNECT).
 pub(crate) struct Empty(PacketType);
-
-/// PINGREQ, for the session's encoder.
-pub(crate) const PINGREQ: Empty = Empty(PacketType::PingReq);
-/// DISCONNECT, for the session's encoder.
-pub(crate) const DISCONNECT: Empty = Empty(PacketType::Disconnect);
 
 impl Encode for Empty {
     fn first_byte(&self) -> u8 {
@@ -417,13 +413,10 @@ fn encode_into(p: &impl Encode, buf: &mut [u8]) -> Result<usize, Error> {
     encode_validated(p, buf)
 }
 
-/// [`Packet::encode`] for a packet whose parts passed the encoder's checks already: the
-/// session's own packets, built from a configuration `Config::validate` accepted, messages
-/// `Session::publish` accepted and filters `Session::subscribe` accepted. The receiver's rules
-/// are not run again (debug builds still run them and panic on a broken one); the
-/// remaining-length limit and the buffer's size are still checked.
+/// [`Packet::encode`] for a packet that passed its checks: the remaining-length limit and the
+/// buffer's size are still checked.
 #[inline]
-pub(crate) fn encode_validated(p: &impl Encode, buf: &mut [u8]) -> Result<usize, Error> {
+fn encode_validated(p: &impl Encode, buf: &mut [u8]) -> Result<usize, Error> {
     debug_assert_eq!(p.check(), Ok(()), "a validated packet breaks a rule");
     let body = p.body_len();
     let total = 1 + header::remaining_len_size(body) + body;

@@ -86,17 +86,23 @@ impl<'a> Publish<'a> {
     }
 }
 
+/// The first byte of a PUBLISH with these flags.
+#[inline]
+pub(crate) const fn first_byte(dup: bool, qos: QoS, retain: bool) -> u8 {
+    let mut first = ((PacketType::Publish as u8) << 4) | ((qos as u8) << QOS_SHIFT);
+    if dup {
+        first |= FLAG_DUP;
+    }
+    if retain {
+        first |= FLAG_RETAIN;
+    }
+    first
+}
+
 impl Encode for Publish<'_> {
     #[inline]
     fn first_byte(&self) -> u8 {
-        let mut first = ((PacketType::Publish as u8) << 4) | ((self.qos.qos() as u8) << QOS_SHIFT);
-        if self.dup {
-            first |= FLAG_DUP;
-        }
-        if self.retain {
-            first |= FLAG_RETAIN;
-        }
-        first
+        first_byte(self.dup, self.qos.qos(), self.retain)
     }
 
     #[inline]

@@ -66,8 +66,8 @@ pub use event::{
 
 use crate::compact::remove_ordered;
 use crate::packet::{
-    self, ConnAck, ConnectReturnCode, Encode, IdOnly, Packet, PacketId, PacketType, Publish,
-    PublishQos, QoS, SubAck, Subscription, check_topic_filter,
+    self, ConnAck, ConnectReturnCode, Packet, PacketId, PacketType, Part, Publish, PublishQos, QoS,
+    SubAck, Subscription, check_topic_filter, first_byte,
 };
 use crate::time::{Duration, Instant};
 use commands::PendingCommands;
@@ -77,8 +77,6 @@ use subscriptions::{Removal, SubState, Subscriptions};
 
 /// Inbound acknowledgements (PUBACK, PUBREC, PUBCOMP) waiting to be written.
 const CONTROL_CAPACITY: usize = 16;
-/// Filters per SUBSCRIBE or UNSUBSCRIBE packet, so one SUBACK never floods the event queue.
-const FILTERS_PER_PACKET: usize = 8;
 
 /// This build handles QoS 2 (the `qos2` feature). Without it the QoS 2 paths are guarded by
 /// this constant and left out of the binary, but still compiled and type-checked.
@@ -268,11 +266,11 @@ enum Control {
 }
 
 impl Control {
-    fn packet(self) -> IdOnly {
+    fn packet(self) -> (PacketType, PacketId) {
         match self {
-            Control::PubAck(id) => IdOnly(PacketType::PubAck, id),
-            Control::PubRec(id) => IdOnly(PacketType::PubRec, id),
-            Control::PubComp(id) => IdOnly(PacketType::PubComp, id),
+            Control::PubAck(id) => (PacketType::PubAck, id),
+            Control::PubRec(id) => (PacketType::PubRec, id),
+            Control::PubComp(id) => (PacketType::PubComp, id),
         }
     }
 }
@@ -429,20 +427,27 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
             deadline,
             connect_sent: false,
         } = self.link
-            && out.put(&self.config.connect_packet())
+            && out.put(
+                first_byte(PacketType::Connect),
+                &self.config.connect_packet().parts(),
+            )
         {
             self.link = Link::AwaitConnAck {
                 deadline,
                 connect_sent: true,
             };
         }
-        if self.link.is_accepted() && self.keepalive.ping_due && out.put(&packet::PINGREQ) {
+        if self.link.is_accepted()
+            && self.keepalive.ping_due
+            && out.put(first_byte(PacketType::PingReq), &[])
+        {
             self.keepalive.ping_due = false;
             self.keepalive.ping_sent = Some(now);
         }
         if self.link.takes_inbound() {
             while let Some(control) = self.control.front() {
-                if !out.put(&control.packet()) {
+                let (packet_type, id) = control.packet();
+                if !out.put_id(packet_type, id) {
                     break;
                 }
                 self.control.pop_front();
@@ -454,7 +459,7 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
         }
         if let Link::Closing { .. } = self.link
             && self.control.is_empty()
-            && out.put(&packet::DISCONNECT)
+            && out.put(first_byte(PacketType::Disconnect), &[])
         {
             self.stop(true);
         }
@@ -1071,16 +1076,19 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
     fn transmit_subscriptions(&mut self, now: Instant, out: &mut Output<'_>) {
         for wanted in [SubState::Wanted, SubState::UnsubWanted] {
             loop {
-                let plan = self
-                    .subs
-                    .plan(wanted, self.config.max_packet_size, FILTERS_PER_PACKET);
+                let plan = self.subs.plan(
+                    wanted,
+                    self.config.max_packet_size,
+                    subscriptions::PER_PACKET,
+                );
                 if plan.0 == 0 {
                     break;
                 }
                 let Some(packet_id) = self.allocate_packet_id() else {
                     return;
                 };
-                if !out.put(&self.subs.request(wanted, plan, packet_id)) {
+                let (first, parts) = self.subs.request(wanted, plan, packet_id);
+                if !out.put(first, &parts) {
                     return;
                 }
                 self.subs.mark_requested(wanted, plan.0, packet_id, now);
@@ -1096,7 +1104,7 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
             match entry.stage {
                 Stage::Releasing if QOS2 => {
                     let Some(id) = entry.packet_id else { break };
-                    if !out.put(&IdOnly(PacketType::PubRel, id)) {
+                    if !out.put_id(PacketType::PubRel, id) {
                         return;
                     }
                     if let Some(e) = self.outbox.entry_mut(i) {
@@ -1104,10 +1112,10 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
                     }
                 }
                 Stage::Queued if entry.qos == QoS::AtMostOnce => {
-                    let Some(publish) = self.outbox.publish(i) else {
+                    let Some((first, parts)) = self.outbox.publish(i) else {
                         break;
                     };
-                    if !out.put(&publish) {
+                    if !out.put(first, &parts) {
                         return;
                     }
                     self.outbox.remove(i);
@@ -1115,10 +1123,10 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
                     continue;
                 }
                 Stage::Queued if in_flight < window => {
-                    let Some(publish) = self.outbox.publish(i) else {
+                    let Some((first, parts)) = self.outbox.publish(i) else {
                         break;
                     };
-                    if !out.put(&publish) {
+                    if !out.put(first, &parts) {
                         return;
                     }
                     in_flight += 1;
@@ -1329,20 +1337,26 @@ struct Output<'a> {
 }
 
 impl Output<'_> {
-    /// Writes `packet` if it fits whole; false if it does not (it waits for the next call).
-    /// Every packet the session writes is built from validated parts (`Config::validate`,
-    /// `publish`, `subscribe`, `unsubscribe`), so the receiver's checks are not run again; and
-    /// only the types a client sends are linked, not [`Packet::encode`]'s dispatch over all 14.
-    fn put(&mut self, packet: &impl Encode) -> bool {
+    /// Writes the packet with first byte `first` and body `parts` if it fits whole; false if
+    /// it does not (it waits for the next call). Every packet the session writes is built
+    /// from validated values (`Config::validate`, `publish`, `subscribe`, `unsubscribe`), so
+    /// the receiver's checks are not run again, and all of them go through one field loop
+    /// ([`packet::encode_parts`]) rather than one encoder per packet type.
+    fn put(&mut self, first: u8, parts: &[Option<Part<'_>>]) -> bool {
         let Some(rest) = self.buf.get_mut(self.len..) else {
             return false;
         };
-        match packet::encode_validated(packet, rest) {
-            Ok(n) => {
+        match packet::encode_parts(first, parts, rest) {
+            Some(n) => {
                 self.len += n;
                 true
             }
-            Err(_) => false,
+            None => false,
         }
+    }
+
+    /// A packet whose body is a packet identifier (the acknowledgements, PUBREL).
+    fn put_id(&mut self, packet_type: PacketType, id: PacketId) -> bool {
+        self.put(first_byte(packet_type), &[Some(Part::U16(id.get()))])
     }
 }

@@ -3,7 +3,7 @@
 
 use super::slab::{Slab, SlabFull};
 use super::{PublishError, PublishId};
-use crate::packet::{PacketId, Publish, PublishQos, QoS};
+use crate::packet::{PacketId, Part, QoS, publish_first_byte};
 use crate::time::Instant;
 
 /// Where a stored message stands on the current connection.
@@ -109,26 +109,28 @@ impl<'b, const N: usize> Outbox<'b, N> {
     }
 
     /// The PUBLISH for entry `index`, borrowing topic and payload from the store.
-    pub(crate) fn publish(&self, index: usize) -> Option<Publish<'_>> {
+    /// Entry `index` as a PUBLISH: its first byte and body, for [`crate::packet::encode_parts`].
+    /// DUP on a resend of QoS 1 and 2. Topic and payload go out as the bytes they were stored
+    /// as (the topic was validated by `Session::publish`).
+    pub(crate) fn publish(&self, index: usize) -> Option<(u8, [Option<Part<'_>>; 3])> {
         let e = self.slab.meta(index)?;
         let bytes = self.slab.bytes(index);
         let (topic, payload) = bytes.split_at_checked(usize::from(e.topic_len))?;
-        let topic = core::str::from_utf8(topic).ok()?;
-        let qos = match (e.qos, e.packet_id) {
-            (QoS::AtLeastOnce, Some(id)) => PublishQos::AtLeastOnce(id),
-            (QoS::ExactlyOnce, Some(id)) => PublishQos::ExactlyOnce(id),
-            _ => PublishQos::AtMostOnce,
+        let id = match e.qos {
+            QoS::AtMostOnce => None,
+            _ => Some(e.packet_id?),
         };
-        Some(Publish {
-            dup: e.sent_before && qos != PublishQos::AtMostOnce,
-            qos,
-            retain: e.retain,
-            topic,
-            payload,
-        })
+        let first = publish_first_byte(e.sent_before && id.is_some(), e.qos, e.retain);
+        Some((
+            first,
+            [
+                Some(Part::Prefixed(topic)),
+                id.map(|id| Part::U16(id.get())),
+                Some(Part::Raw(payload)),
+            ],
+        ))
     }
 
-    /// After PUBREC the broker owns the message: its bytes are no longer needed.
     pub(crate) fn release_bytes(&mut self, index: usize) {
         self.slab.truncate_bytes(index);
     }

@@ -6,8 +6,11 @@ use heapless::Vec;
 use super::event_queue::EventQueue;
 use super::slab::Slab;
 use super::{Event, RequestId, SubscribeError};
-use crate::packet::{Encode, PacketId, PacketType, QoS, Subscription, Writer};
+use crate::packet::{PacketId, PacketType, Part, QoS, Subscription, first_byte};
 use crate::time::Instant;
+
+/// Filters per SUBSCRIBE or UNSUBSCRIBE packet, so one SUBACK never floods the event queue.
+pub(crate) const PER_PACKET: usize = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SubState {
@@ -222,20 +225,41 @@ impl<'b, const N: usize> Subscriptions<'b, N> {
         (count, body)
     }
 
-    /// The packet [`plan`](Self::plan) planned, written straight from the table.
+    /// The packet [`plan`](Self::plan) planned, straight from the table: its first byte and
+    /// body (packet identifier, then each filter with, for SUBSCRIBE, its requested QoS).
     pub(crate) fn request(
         &self,
         wanted: SubState,
-        (count, body_len): (usize, usize),
+        (count, _): (usize, usize),
         packet_id: PacketId,
-    ) -> Request<'_, 'b, N> {
-        Request {
-            table: self,
-            wanted,
-            count,
-            body_len,
-            packet_id,
+    ) -> (u8, [Option<Part<'_>>; 1 + 2 * PER_PACKET]) {
+        let subscribe = wanted != SubState::UnsubWanted;
+        let mut parts = [None; 1 + 2 * PER_PACKET];
+        let mut slots = parts.iter_mut();
+        if let Some(slot) = slots.next() {
+            *slot = Some(Part::U16(packet_id.get()));
         }
+        let picked = self
+            .slab
+            .metas()
+            .enumerate()
+            .filter(|(_, e)| e.state == wanted)
+            .take(count.min(PER_PACKET));
+        for (i, e) in picked {
+            if let Some(slot) = slots.next() {
+                *slot = Some(Part::Prefixed(self.slab.bytes(i)));
+            }
+            if let (true, Some(slot)) = (subscribe, slots.next()) {
+                // Never above what this build can receive (QoS 2 needs `qos2`).
+                *slot = Some(Part::U8(e.qos.min(super::MAX_QOS) as u8));
+            }
+        }
+        let packet_type = if subscribe {
+            PacketType::Subscribe
+        } else {
+            PacketType::Unsubscribe
+        };
+        (first_byte(packet_type), parts)
     }
 
     /// The first `count` entries in state `wanted` went out in packet `packet_id` at `now`.
@@ -256,61 +280,6 @@ impl<'b, const N: usize> Subscriptions<'b, N> {
                     SubState::UnsubWanted => SubState::UnsubRequested(packet_id, now),
                     _ => SubState::Requested(packet_id, now),
                 };
-                left -= 1;
-            }
-        }
-    }
-}
-
-/// A SUBSCRIBE or UNSUBSCRIBE of the first `count` table entries in state `wanted`. Encoded
-/// from the table itself rather than from a list built for it: one encoder for both packet
-/// types and no intermediate copies, which on a Cortex-M is most of what sending them costs.
-pub(crate) struct Request<'t, 'b, const N: usize> {
-    table: &'t Subscriptions<'b, N>,
-    wanted: SubState,
-    count: usize,
-    body_len: usize,
-    packet_id: PacketId,
-}
-
-impl<const N: usize> Request<'_, '_, N> {
-    fn packet_type(&self) -> PacketType {
-        match self.wanted {
-            SubState::UnsubWanted => PacketType::Unsubscribe,
-            _ => PacketType::Subscribe,
-        }
-    }
-}
-
-impl<const N: usize> Encode for Request<'_, '_, N> {
-    fn first_byte(&self) -> u8 {
-        let t = self.packet_type();
-        ((t as u8) << 4) | t.fixed_flags()
-    }
-
-    fn check(&self) -> Result<(), crate::packet::Error> {
-        // Every filter was checked by `subscribe` / `unsubscribe` before it entered the table.
-        Ok(())
-    }
-
-    fn body_len(&self) -> usize {
-        self.body_len
-    }
-
-    fn write_body(&self, w: &mut Writer<'_>) {
-        w.u16(self.packet_id.get());
-        let subscribe = self.wanted != SubState::UnsubWanted;
-        let mut left = self.count;
-        for (i, e) in self.table.slab.metas().enumerate() {
-            if left == 0 {
-                break;
-            }
-            if e.state == self.wanted {
-                w.binary(self.table.slab.bytes(i));
-                if subscribe {
-                    // Never above what this build can receive (QoS 2 needs `qos2`).
-                    w.u8(e.qos.min(super::MAX_QOS) as u8);
-                }
                 left -= 1;
             }
         }
