@@ -359,8 +359,8 @@ where
     fn begin_close(&mut self, flush: bool) {
         let deadline = self.clock.now() + self.session.config().ping_timeout;
         self.link = Link::Closing { deadline };
+        // `rx_delivered` is 0 here: `poll` released the last message before it got this far.
         self.rx_len = 0;
-        self.rx_delivered = 0;
         self.rx_skip = 0;
         if !flush {
             self.tx_start = 0;
