@@ -448,7 +448,10 @@ where
             // Clamped: a transport that claims more than it was given must not push the
             // positions past the buffers.
             Io::Wrote(Ok(n)) if n > 0 => self.tx_start = (self.tx_start + n).min(self.tx_end),
-            Io::Read(Ok(n)) if n > 0 => self.rx_len = (self.rx_len + n).min(self.rx.len()),
+            Io::Read(Ok(n)) if n > 0 => {
+                self.rx_len = (self.rx_len + n).min(self.rx.len());
+                self.session.bytes_received(self.clock.now());
+            }
             Io::Wrote(result) => {
                 if let Err(e) = result {
                     warn!("write failed: {:?}", embedded_io_async::Error::kind(&e));

@@ -580,6 +580,20 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
         }
     }
 
+    /// Bytes arrived on the connection, whole packet or not (the driver calls it for every
+    /// read). While up they prove the link alive: the keepalive's receive side is refreshed,
+    /// and an outstanding PINGRESP may be queued behind them (the rest of a large message, or
+    /// of one being skipped), so its deadline moves. A link on which nothing arrives still
+    /// fails at the ping timeout.
+    pub fn bytes_received(&mut self, now: Instant) {
+        if self.link == Link::Up {
+            self.keepalive.last_received = now;
+            if self.keepalive.ping_sent.is_some() {
+                self.keepalive.ping_sent = Some(now);
+            }
+        }
+    }
+
     /// A PUBLISH too large for the receive buffer, whose head (fixed header, topic, packet
     /// identifier) the driver read and whose `len` bytes it skips. As far as the broker can
     /// tell, the message is handled: in turn like any PUBLISH, acknowledged at its QoS (QoS 2

@@ -594,6 +594,47 @@ fn oversize_message_is_skipped_acknowledged_and_reported() {
     h.assert_clean_stream();
 }
 
+/// A message skipped over a slow link for twice the keepalive interval: the bytes arriving
+/// keep the connection alive, and the PINGRESP queued behind them is not late. Before,
+/// skipped bytes did not count as received, the PINGREQ went out at the keepalive interval
+/// and its PINGRESP, stuck behind the rest of the message, ended the connection.
+#[test]
+fn a_long_skip_over_a_slow_link_keeps_the_connection() {
+    let mut h = Harness::with(config(), Sizes { rx: 128, tx: 512 });
+    h.run_until_up();
+    h.net().broker.answer_pings = false;
+    let payload = vec![7u8; 10_000];
+    let bytes = transport::encode(&publish_packet("big", &payload, PublishQos::AtMostOnce));
+    let t0 = h.now();
+    let mut steps = Vec::new();
+    // 1,000 bytes every 4 s (a gap under the ping timeout): 40 s for the message.
+    for (k, chunk) in bytes.chunks(1000).enumerate() {
+        h.push_rx(Rx::Data(chunk.to_vec()));
+        let until = t0 + 4_000 * (k as u64 + 1);
+        while let Some(step) = h.next_until(until) {
+            assert!(!is_down(&step), "{step:?}");
+            steps.push(step);
+        }
+    }
+    // The PINGRESPs the broker owes come after the message.
+    let pings = h.packets().iter().filter(|p| **p == Pkt::PingReq).count();
+    assert!(pings >= 1, "no PINGREQ in 40 s");
+    for _ in 0..pings {
+        h.send(&Packet::PingResp);
+    }
+    h.send(&publish_packet("small", b"ok", PublishQos::AtMostOnce));
+    assert_eq!(
+        h.next(),
+        Ok(Ev::Message(message("small", b"ok", QoS::AtMostOnce)))
+    );
+    assert!(
+        steps
+            .iter()
+            .any(|s| matches!(s, Ok(Ev::Session(Event::MessageTooLarge { .. }))))
+    );
+    assert_eq!(h.net().connections, 1);
+}
+
 #[test]
 fn oversize_qos2_message_is_received_exactly_once() {
     let mut h = Harness::with(config(), Sizes { rx: 64, tx: 512 });
