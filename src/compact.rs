@@ -5,8 +5,9 @@
 //! compiler-builtins implementation is 1.5 KiB of flash on a Cortex-M: a quarter of the
 //! library's budget for a routine it needs only for this. Moving down in chunks no longer than
 //! the gap never overlaps, so every chunk is a plain `memcpy`, which is linked anyway. The price
-//! is one `memcpy` call per gap-sized chunk: a small gap in front of much data makes many
-//! calls, but the gaps here are whole packets and whole stored messages.
+//! is one `memcpy` call per gap-sized chunk, so a small gap in front of much data is slow: the
+//! client's buffers move their rest only when it is one chunk (or when the room is needed), and
+//! the stores' gaps are whole stored messages and filters.
 
 use heapless::Vec;
 

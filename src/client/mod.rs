@@ -93,6 +93,10 @@ pub struct Client<'b, T, K, R, const OUT: usize = 16, const SUBS: usize = 8, con
     clock: K,
     link: Link,
     rx: &'b mut [u8],
+    /// Bytes of `rx` already handled: the next packet starts here. Consuming a packet moves
+    /// this cursor, and what is left moves to the front only when the room behind is needed
+    /// and the move is one `memcpy` (see `compact_rx`), not once per packet.
+    rx_start: usize,
     rx_len: usize,
     /// Bytes of `rx` holding the message last returned by `poll`, released at the next call.
     rx_delivered: usize,
@@ -132,6 +136,7 @@ where
             clock,
             link: Link::Closed,
             rx: buffers.rx,
+            rx_start: 0,
             rx_len: 0,
             rx_delivered: 0,
             rx_skip: 0,
@@ -221,22 +226,26 @@ where
             self.wait().await;
         };
         self.rx_delivered = delivered;
-        let message =
-            match packet::decode_from_broker(self.rx.get(..delivered).unwrap_or(&[]), delivered) {
-                Ok(Decoded::Complete {
-                    packet: Packet::Publish(p),
-                    ..
-                }) => IncomingMessage {
-                    topic: p.topic,
-                    payload: p.payload,
-                    qos: p.qos.qos(),
-                    retain: p.retain,
-                    dup: p.dup,
-                    ack: self.owed_ack,
-                },
-                // The same bytes decoded as this PUBLISH a moment ago.
-                _ => return Err(ClientError::Stopped),
-            };
+        let message = match packet::decode_from_broker(
+            self.rx
+                .get(self.rx_start..self.rx_start + delivered)
+                .unwrap_or(&[]),
+            delivered,
+        ) {
+            Ok(Decoded::Complete {
+                packet: Packet::Publish(p),
+                ..
+            }) => IncomingMessage {
+                topic: p.topic,
+                payload: p.payload,
+                qos: p.qos.qos(),
+                retain: p.retain,
+                dup: p.dup,
+                ack: self.owed_ack,
+            },
+            // The same bytes decoded as this PUBLISH a moment ago.
+            _ => return Err(ClientError::Stopped),
+        };
         Ok(ClientEvent::Message(message))
     }
 
@@ -252,15 +261,29 @@ where
     }
 
     fn consume_rx(&mut self, n: usize) {
-        let n = n.min(self.rx_len);
-        move_down(self.rx, 0, n, self.rx_len);
-        self.rx_len -= n;
+        self.rx_start = (self.rx_start + n).min(self.rx_len);
+        if self.rx_start == self.rx_len {
+            self.rx_start = 0;
+            self.rx_len = 0;
+        }
+    }
+
+    /// Moves the unhandled bytes to the front of `rx` when the room behind them is needed (the
+    /// buffer is full to the end) or the move is a single copy (the gap is as long as what
+    /// moves). Moving after every small packet would copy the rest of the buffer each time.
+    fn compact_rx(&mut self) {
+        let left = self.rx_len - self.rx_start;
+        if self.rx_start > 0 && (self.rx_len == self.rx.len() || self.rx_start >= left) {
+            move_down(self.rx, 0, self.rx_start, self.rx_len);
+            self.rx_len = left;
+            self.rx_start = 0;
+        }
     }
 
     /// Hands one buffered packet to the session.
     fn receive_buffered(&mut self, now: Instant) -> Received {
         if self.rx_skip > 0 {
-            let n = self.rx_skip.min(self.rx_len);
+            let n = self.rx_skip.min(self.rx_len - self.rx_start);
             self.consume_rx(n);
             self.rx_skip -= n;
             if self.rx_skip > 0 {
@@ -268,7 +291,7 @@ where
             }
         }
         let max = self.rx.len();
-        let input = self.rx.get(..self.rx_len).unwrap_or(&[]);
+        let input = self.rx.get(self.rx_start..self.rx_len).unwrap_or(&[]);
         let (packet, len, whole) = match packet::decode_from_broker(input, max) {
             Ok(Decoded::Complete { packet, len }) => (packet, len, true),
             Ok(Decoded::Incomplete(_)) => return Received::Nothing,
@@ -278,7 +301,7 @@ where
             Err(packet::Error::PacketTooLarge { packet_len, .. }) => {
                 match packet::peek_publish_head(input) {
                     Ok(Some(head)) => (Packet::Publish(head.publish()), packet_len, false),
-                    Ok(None) if self.rx_len < max => return Received::Nothing,
+                    Ok(None) if input.len() < max => return Received::Nothing,
                     Ok(None) => {
                         return self
                             .undecodable(now, packet::Error::PacketTooLarge { packet_len, max });
@@ -313,6 +336,7 @@ where
     fn undecodable(&mut self, now: Instant, error: packet::Error) -> Received {
         warn!("undecodable input: {:?}", error);
         self.session.handle_decode_error(now, error);
+        self.rx_start = 0;
         self.rx_len = 0;
         Received::Handled
     }
@@ -327,8 +351,9 @@ where
         if self.tx_start == self.tx_end {
             self.tx_start = 0;
             self.tx_end = 0;
-        } else if self.tx_start > 0 {
-            // After a short write: the rest to the front, the room behind it.
+        } else if self.tx_start > 0 && self.tx_start >= self.tx_end - self.tx_start {
+            // After short writes: the rest to the front, the room behind it, once that is a
+            // single copy (a copy per short write would move the whole rest each time).
             move_down(self.tx, 0, self.tx_start, self.tx_end);
             self.tx_end -= self.tx_start;
             self.tx_start = 0;
@@ -360,6 +385,7 @@ where
         let deadline = self.clock.now() + self.session.config().ping_timeout;
         self.link = Link::Closing { deadline };
         // `rx_delivered` is 0 here: `poll` released the last message before it got this far.
+        self.rx_start = 0;
         self.rx_len = 0;
         self.rx_skip = 0;
         if !flush {
@@ -382,6 +408,7 @@ where
         };
         let link = self.link;
         let read_first = self.wrote_last;
+        self.compact_rx();
         let pending = self.tx.get(self.tx_start..self.tx_end).unwrap_or(&[]);
         let free = self.rx.get_mut(self.rx_len..).unwrap_or(&mut []);
         let transport = &mut self.transport;
