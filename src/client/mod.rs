@@ -23,7 +23,7 @@ pub use clock::EmbassyClock;
 pub use clock::TokioClock;
 
 use crate::compact::move_down;
-use crate::packet::{self, Decoded, Packet, Subscription};
+use crate::packet::{self, Decoded, Packet, PacketType, Subscription};
 use crate::session::{
     Command, Config, ConfigError, Event, InboundAck, IncomingMessage, OutgoingMessage,
     PublishError, PublishId, RequestId, Session, State, SubscribeError,
@@ -298,7 +298,12 @@ where
             // A message larger than `rx`: handled from its head (topic, packet identifier),
             // which is enough to acknowledge it, and skipped as its bytes arrive. Only a head
             // that cannot fit `rx` either is a protocol error.
-            Err(packet::Error::PacketTooLarge { packet_len, .. }) => {
+            // Any other type that large is refused at once.
+            Err(packet::Error::PacketTooLarge { packet_len, .. })
+                if input
+                    .first()
+                    .is_some_and(|b| b >> 4 == PacketType::Publish as u8) =>
+            {
                 match packet::peek_publish_head(input) {
                     Ok(Some(head)) => (Packet::Publish(head.publish()), packet_len, false),
                     Ok(None) if input.len() < max => return Received::Nothing,
@@ -508,7 +513,11 @@ where
 
     /// The transport reported the connection broken; the next `run_commands` closes it.
     fn connection_lost(&mut self) {
-        self.session.closed(self.clock.now());
+        // While closing, the session gave this connection up already (it asked for the
+        // close) and may be opening the next one: this loss is not news to it.
+        if !matches!(self.link, Link::Closing { .. }) {
+            self.session.closed(self.clock.now());
+        }
         self.begin_close(false);
     }
 }

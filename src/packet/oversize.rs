@@ -48,6 +48,7 @@ pub(crate) fn peek_publish_head(buf: &[u8]) -> Result<Option<PublishHead>, Error
         })
     });
     match head {
+        Ok(PublishQos::AtMostOnce) if h.flags & 0x08 != 0 => Err(Error::DupWithQos0),
         Ok(qos) => Ok(Some(PublishHead {
             dup: h.flags & 0x08 != 0,
             qos,
@@ -109,6 +110,8 @@ mod test {
             Err(Error::Truncated(Field::TopicName))
         );
         assert_eq!(peek_publish_head(&[0xC0, 0x00]), Ok(None), "PINGREQ");
+        let dup_qos0 = [0x38, 100, 0x00, 0x01, b't'];
+        assert_eq!(peek_publish_head(&dup_qos0), Err(Error::DupWithQos0));
         assert!(peek_publish_head(&[0x00, 0x00]).is_err());
     }
 }

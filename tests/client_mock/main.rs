@@ -531,6 +531,51 @@ fn reads_go_on_while_a_slow_uplink_is_always_busy() {
     assert_eq!(h.net().connections, 1);
 }
 
+/// Found in review: a restart while the DISCONNECT was still waiting to be written, then a
+/// write error on that old connection. The client reported the loss to the session, which by
+/// then was opening the next connection: a spurious `Down { ConnectFailed }`, a failure counted
+/// for an attempt never made, and a stale Open carried out later, leaving a connection with no
+/// CONNECT on it.
+#[test]
+fn restart_during_the_disconnect_flush_then_a_write_error() {
+    let mut h = Harness::new();
+    h.run_until_up();
+    // The DISCONNECT cannot go out yet.
+    h.net().write_chunk = 0;
+    h.client.disconnect();
+    let t = h.now() + 100;
+    let _ = h.poll_once(t, Some(4));
+    let _ = h.poll_once(t, Some(4));
+    h.client.restart();
+    {
+        let mut net = h.net();
+        net.fail_next_write = true;
+        net.write_chunk = usize::MAX;
+    }
+    let steps = h.drain_until(h.now() + 30_000);
+    assert!(
+        !steps.iter().any(|s| matches!(
+            s,
+            Ok(Ev::Session(Event::Down {
+                reason: CloseReason::ConnectFailed,
+                ..
+            }))
+        )),
+        "{steps:#?}"
+    );
+    let net = h.net();
+    let connects = net
+        .broker
+        .packets()
+        .iter()
+        .filter(|p| matches!(p, Pkt::Connect { .. }))
+        .count();
+    assert_eq!(
+        connects, net.connections as usize,
+        "a connection without CONNECT"
+    );
+}
+
 #[test]
 fn end_of_stream_is_closed_by_peer_and_reconnects() {
     let mut h = Harness::new();
@@ -662,6 +707,29 @@ fn oversize_qos2_message_is_received_exactly_once() {
     );
     assert!(packets.contains(&Pkt::PubComp(6)), "{packets:?}");
     assert_eq!(h.net().connections, 1);
+}
+
+/// Only a PUBLISH is skipped: any other packet larger than the receive buffer is refused from
+/// its fixed header, at once.
+#[test]
+fn oversize_packet_of_another_type_is_refused_at_once() {
+    let mut h = Harness::with(config(), Sizes { rx: 128, tx: 512 });
+    h.run_until_up();
+    let t0 = h.now();
+    // A SUBACK header announcing 300 bytes, and the first of them.
+    h.push_rx(Rx::Data(vec![0x90, 0xAC, 0x02, 0x00, 0x01]));
+    let steps = h.run_until(t0 + 60_000, is_down);
+    assert_eq!(
+        steps.last(),
+        Some(&down(
+            CloseReason::Protocol(ProtocolError::Malformed(packet::Error::PacketTooLarge {
+                packet_len: 303,
+                max: 128
+            })),
+            true
+        ))
+    );
+    assert_eq!(time_of(&h, is_down), t0);
 }
 
 #[test]
