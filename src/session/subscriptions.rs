@@ -179,19 +179,34 @@ impl<'b, const N: usize> Subscriptions<'b, N> {
 
     /// Removes the entries for which `keep` is false, calling `on_removed` for each.
     /// Removes the entries `which` picks. An unsubscribe is answered by that: each request
-    /// they belonged to is reported once, as [`Event::Unsubscribed`].
+    /// they belonged to is reported once, as [`Event::Unsubscribed`], when none of its filters
+    /// is left waiting (one request can go out in several UNSUBSCRIBE packets).
     pub(crate) fn remove_where(&mut self, which: Removal, events: &mut EventQueue) {
-        let mut reported: Vec<RequestId, N> = Vec::new();
+        let mut requests: Vec<RequestId, N> = Vec::new();
         self.slab.retain(
             |e| !which.matches(e.state),
             |e| {
-                if !matches!(which, Removal::Refused) && !reported.contains(&e.request) {
+                if !requests.contains(&e.request) {
                     // At most one request per entry: never full.
-                    let _ = reported.push(e.request);
-                    events.push(Event::Unsubscribed(e.request));
+                    let _ = requests.push(e.request);
                 }
             },
         );
+        if matches!(which, Removal::Refused) {
+            return;
+        }
+        for request in requests {
+            let waiting = self.slab.metas().any(|e| {
+                e.request == request
+                    && matches!(
+                        e.state,
+                        SubState::UnsubWanted | SubState::UnsubRequested(..)
+                    )
+            });
+            if !waiting {
+                events.push(Event::Unsubscribed(request));
+            }
+        }
     }
 
     /// Plans the next SUBSCRIBE (`wanted` is [`SubState::Wanted`]) or UNSUBSCRIBE
