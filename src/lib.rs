@@ -29,7 +29,7 @@
 //!
 //! | feature | effect |
 //! |---|---|
-//! | `qos2` (default) | QoS 2: publish, subscribe and receive exactly once; without it the client tops out at QoS 1 ([`session::MAX_QOS`]) and is about 1.1 KiB smaller on a Cortex-M |
+//! | `qos2` (default) | QoS 2: publish, subscribe and receive exactly once; without it the client publishes and subscribes at QoS 1 at most ([`session::MAX_QOS`]), takes a QoS 2 message at least once, and is about 1.1 KiB smaller on a Cortex-M |
 //! | `std` | lifts `#![no_std]` (host builds) |
 //! | `defmt` | log through `defmt`; `defmt::Format` on public types |
 //! | `log` | log through the `log` facade |

@@ -107,9 +107,9 @@ pub struct Client<'b, T, K, R, const OUT: usize = 16, const SUBS: usize = 8, con
     tx_end: usize,
     /// The acknowledgement owed for the message last returned by `poll`.
     owed_ack: Option<InboundAck>,
-    /// The last transport operation was a write: a read that is ready at once goes before the
-    /// next one.
-    wrote_last: bool,
+    /// The last transport operation was a read. Unless it was, a read that is ready at once
+    /// goes before the next write.
+    read_last: bool,
 }
 
 impl<'b, T, K, R, const OUT: usize, const SUBS: usize, const IN2: usize>
@@ -144,7 +144,7 @@ where
             tx_start: 0,
             tx_end: 0,
             owed_ack: None,
-            wrote_last: false,
+            read_last: false,
         })
     }
 
@@ -412,7 +412,7 @@ where
             _ => self.session.poll_timeout(),
         };
         let link = self.link;
-        let read_first = self.wrote_last;
+        let read_first = !self.read_last;
         self.compact_rx();
         let pending = self.tx.get(self.tx_start..self.tx_end).unwrap_or(&[]);
         let free = self.rx.get_mut(self.rx_len..).unwrap_or(&mut []);
@@ -461,7 +461,7 @@ where
 
     /// What the transport operation (or the timer) of [`wait`](Self::wait) ended with.
     fn on_io(&mut self, io: Io<T::Error>) {
-        self.wrote_last = matches!(io, Io::Wrote(_));
+        self.read_last = matches!(io, Io::Read(_));
         match io {
             Io::Connected(result) => {
                 let now = self.clock.now();

@@ -43,12 +43,13 @@ pub struct Config<'a> {
     /// refused. Set it to the size of the client's transmit buffer (default 1024).
     pub max_packet_size: usize,
     /// The highest QoS the broker honours for the messages this client publishes (default
-    /// [`QoS::ExactlyOnce`]). A publish above it is refused with
+    /// [`QoS::ExactlyOnce`]; the session caps it at [`MAX_QOS`](super::MAX_QOS), QoS 1 without
+    /// the `qos2` feature). A publish above it is refused with
     /// [`PublishError::QosNotSupported`], before anything is stored or sent. Set it to
     /// [`QoS::AtLeastOnce`] for brokers without QoS 2, such as RabbitMQ 3.x, which answers a
     /// QoS 2 PUBLISH with PUBACK: the exchange can never complete as QoS 2 (see
-    /// `docs/interop.md`). Subscriptions are not affected: the broker grants what it can in
-    /// SUBACK.
+    /// `docs/interop.md`). Subscriptions are not affected by it (the broker grants what it can
+    /// in SUBACK); without `qos2` they ask for QoS 1 at most.
     ///
     /// [`PublishError::QosNotSupported`]: super::PublishError::QosNotSupported
     pub max_qos: QoS,

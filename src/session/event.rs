@@ -95,9 +95,6 @@ pub enum ProtocolError {
     UnknownPacketId(PacketType, PacketId),
     /// A SUBACK with a different number of return codes than the SUBSCRIBE had filters.
     SubAckCountMismatch,
-    /// A message at a QoS above what the client subscribed with: without the `qos2` feature
-    /// the client subscribes at most at QoS 1, and the broker must not deliver above that.
-    QosNotGranted(QoS),
 }
 
 impl fmt::Display for ProtocolError {
@@ -108,9 +105,6 @@ impl fmt::Display for ProtocolError {
             ProtocolError::UnknownPacketId(t, id) => write!(f, "{t} for unknown packet id {id}"),
             ProtocolError::SubAckCountMismatch => {
                 f.write_str("SUBACK return codes do not match the SUBSCRIBE")
-            }
-            ProtocolError::QosNotGranted(qos) => {
-                write!(f, "message at QoS {} above the granted QoS", *qos as u8)
             }
         }
     }

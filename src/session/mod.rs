@@ -755,7 +755,8 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
             return;
         }
         let control = match ack.qos {
-            QoS::ExactlyOnce if QOS2 => {
+            QoS::ExactlyOnce if !QOS2 => Control::PubRec(ack.packet_id),
+            QoS::ExactlyOnce => {
                 if !self.inbound_qos2.contains(&ack.packet_id)
                     && self.inbound_qos2.push(ack.packet_id).is_err()
                 {
@@ -849,7 +850,8 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
                 Ok(None)
             }
             (link, Packet::Publish(p)) if link.takes_inbound() => self.on_publish(p),
-            (link, Packet::PubRel(rel)) if QOS2 && link.takes_inbound() => {
+            // Answered also without `qos2` (see `on_publish`); the table is then empty.
+            (link, Packet::PubRel(rel)) if link.takes_inbound() => {
                 let id = rel.packet_id;
                 self.close_inbound_qos2(id);
                 self.push_control(Control::PubComp(id))?;
@@ -948,13 +950,15 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
                 qos: QoS::AtLeastOnce,
                 connection: self.connection,
             }),
-            // Subscribed at most at QoS 1 (see `subscriptions::Request`), so a QoS 2 message
-            // breaks the broker's rule to deliver at most at the granted QoS (MQTT-3.8.4-6).
-            PublishQos::ExactlyOnce(_) if !QOS2 => {
-                return Err(CloseReason::Protocol(ProtocolError::QosNotGranted(
-                    QoS::ExactlyOnce,
-                )));
-            }
+            // Without `qos2` the client subscribes at most at QoS 1, but QoS 2 can still come:
+            // a persistent session subscribed by an earlier build, a broker that ignores the
+            // granted QoS. It is delivered at least once and acknowledged as QoS 2 asks (PUBREC,
+            // then PUBCOMP for the PUBREL), without the table that makes it exactly once.
+            PublishQos::ExactlyOnce(id) if !QOS2 => Some(InboundAck {
+                packet_id: id,
+                qos: QoS::ExactlyOnce,
+                connection: self.connection,
+            }),
             PublishQos::ExactlyOnce(id) => {
                 if self.inbound_qos2.contains(&id) {
                     if p.dup {

@@ -108,7 +108,6 @@ impl<'b, const N: usize> Outbox<'b, N> {
         self.find_packet_id(packet_id).is_some()
     }
 
-    /// The PUBLISH for entry `index`, borrowing topic and payload from the store.
     /// Entry `index` as a PUBLISH: its first byte and body, for [`crate::packet::encode_parts`].
     /// DUP on a resend of QoS 1 and 2. Topic and payload go out as the bytes they were stored
     /// as (the topic was validated by `Session::publish`).
@@ -131,6 +130,8 @@ impl<'b, const N: usize> Outbox<'b, N> {
         ))
     }
 
+    /// Drops the topic and payload of entry `index` (a QoS 2 message whose PUBREC came: only
+    /// its PUBREL is left to send).
     pub(crate) fn release_bytes(&mut self, index: usize) {
         self.slab.truncate_bytes(index);
     }

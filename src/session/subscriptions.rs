@@ -177,7 +177,6 @@ impl<'b, const N: usize> Subscriptions<'b, N> {
         Ok(())
     }
 
-    /// Removes the entries for which `keep` is false, calling `on_removed` for each.
     /// Removes the entries `which` picks. An unsubscribe is answered by that: each request
     /// they belonged to is reported once, as [`Event::Unsubscribed`], when none of its filters
     /// is left waiting (one request can go out in several UNSUBSCRIBE packets).

@@ -1770,37 +1770,38 @@ fn test_without_qos2_subscriptions_ask_at_most_qos1() {
     assert_eq!(filters, &vec![("a".to_string(), 1), ("b".to_string(), 0)]);
 }
 
+/// Review finding: a persistent session subscribed at QoS 2 by an earlier build (or a broker
+/// that ignores the granted QoS) sends QoS 2; a protocol error there would reconnect, get it
+/// again, for ever. It is delivered (at least once) and acknowledged as QoS 2 asks.
 #[cfg(not(feature = "qos2"))]
 #[test]
-fn test_without_qos2_an_inbound_qos2_message_is_a_protocol_error() {
+fn test_without_qos2_an_inbound_qos2_message_is_delivered_at_least_once() {
     let mut rig = Rig::default();
-    rig.up(false);
+    rig.up(true);
     let publish = Publish {
-        dup: false,
+        dup: true,
         qos: PublishQos::ExactlyOnce(id(9)),
         retain: false,
         topic: "in",
         payload: b"m",
     };
-    assert!(
-        rig.s
-            .handle_packet(rig.now, Packet::Publish(publish))
-            .is_none(),
-        "not delivered"
-    );
-    assert!(!rig.s.is_up());
-    assert!(rig.events().contains(&Event::Down {
-        reason: CloseReason::Protocol(ProtocolError::QosNotGranted(QoS::ExactlyOnce)),
-        was_up: true,
-    }));
+    let msg = rig
+        .s
+        .handle_packet(rig.now, Packet::Publish(publish))
+        .expect("delivered");
+    assert_eq!(msg.qos, QoS::ExactlyOnce);
+    rig.s.acknowledge(rig.now, msg.ack.unwrap());
+    assert_eq!(rig.sent(), vec![Wire::PubRec(9)]);
+    rig.recv(Packet::PubRel(PubRel::new(id(9))));
+    assert_eq!(rig.sent(), vec![Wire::PubComp(9)]);
+    assert!(rig.s.is_up());
 }
 
 #[cfg(not(feature = "qos2"))]
 #[test]
-fn test_without_qos2_the_qos2_acknowledgements_are_unexpected() {
+fn test_without_qos2_the_acknowledgements_of_outbound_qos2_are_unexpected() {
     let packets = [
         Packet::PubRec(PubRec::new(id(1))),
-        Packet::PubRel(PubRel::new(id(1))),
         Packet::PubComp(PubComp::new(id(1))),
     ];
     for packet in packets {
