@@ -295,10 +295,10 @@ where
         let (packet, len, whole) = match packet::decode_from_broker(input, max) {
             Ok(Decoded::Complete { packet, len }) => (packet, len, true),
             Ok(Decoded::Incomplete(_)) => return Received::Nothing,
-            // A message larger than `rx`: handled from its head (topic, packet identifier),
+            // A PUBLISH larger than `rx`: handled from its head (topic, packet identifier),
             // which is enough to acknowledge it, and skipped as its bytes arrive. Only a head
-            // that cannot fit `rx` either is a protocol error.
-            // Any other type that large is refused at once.
+            // that cannot fit `rx` either is a protocol error, and so, at once, is any other
+            // packet type that large (the last arm).
             Err(packet::Error::PacketTooLarge { packet_len, .. })
                 if input
                     .first()

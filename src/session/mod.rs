@@ -892,8 +892,11 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
             }
             (Link::Up, Packet::UnsubAck(ack)) => {
                 let id = ack.packet_id;
-                let requested = |e: &subscriptions::SubEntry| matches!(e.state, SubState::UnsubRequested(p, _) if p == id);
-                if !self.subs.entries().any(requested) {
+                let unsubscribing = self
+                    .subs
+                    .entries()
+                    .any(|e| matches!(e.state, SubState::UnsubRequested(p, _) if p == id));
+                if !unsubscribing {
                     return Err(unknown_id(PacketType::UnsubAck, id));
                 }
                 // One UNSUBSCRIBE may carry the filters of several requests: each is answered.
