@@ -407,25 +407,10 @@ fn encoded_len_of(p: &impl Encode) -> Result<(usize, usize), Error> {
     Ok((body, total))
 }
 
+/// Checks `p` and writes it at the start of `buf`.
 #[inline]
 fn encode_into(p: &impl Encode, buf: &mut [u8]) -> Result<usize, Error> {
-    p.check()?;
-    encode_validated(p, buf)
-}
-
-/// [`Packet::encode`] for a packet that passed its checks: the remaining-length limit and the
-/// buffer's size are still checked.
-#[inline]
-fn encode_validated(p: &impl Encode, buf: &mut [u8]) -> Result<usize, Error> {
-    debug_assert_eq!(p.check(), Ok(()), "a validated packet breaks a rule");
-    let body = p.body_len();
-    let total = 1 + header::remaining_len_size(body) + body;
-    if body > MAX_REMAINING_LENGTH {
-        return Err(Error::PacketTooLarge {
-            packet_len: total,
-            max: MAX_REMAINING_LENGTH + 5,
-        });
-    }
+    let (body, total) = encoded_len_of(p)?;
     let Some(out) = buf.get_mut(..total) else {
         return Err(Error::BufferTooSmall { needed: total });
     };

@@ -17,13 +17,7 @@ pub(crate) struct PublishHead {
 impl PublishHead {
     /// The PUBLISH as far as it is known, with an empty topic and payload.
     pub(crate) fn publish(self) -> Publish<'static> {
-        Publish {
-            dup: self.dup,
-            qos: self.qos,
-            retain: false,
-            topic: "",
-            payload: &[],
-        }
+        Publish::head(self.dup, self.qos)
     }
 }
 

@@ -86,6 +86,20 @@ impl<'a> Publish<'a> {
     }
 }
 
+impl Publish<'static> {
+    /// The head of a PUBLISH too large to hold (see `oversize.rs`): as far as it is known, with
+    /// an empty topic and payload.
+    pub(crate) const fn head(dup: bool, qos: PublishQos) -> Self {
+        Publish {
+            dup,
+            qos,
+            retain: false,
+            topic: "",
+            payload: &[],
+        }
+    }
+}
+
 /// The first byte of a PUBLISH with these flags.
 #[inline]
 pub(crate) const fn first_byte(dup: bool, qos: QoS, retain: bool) -> u8 {

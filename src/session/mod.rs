@@ -608,13 +608,7 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
         qos: PublishQos,
         len: usize,
     ) {
-        let head = Publish {
-            dup,
-            qos,
-            retain: false,
-            topic: "",
-            payload: &[],
-        };
+        let head = Publish::head(dup, qos);
         if let Some(message) = self.handle_packet(now, Packet::Publish(head)) {
             self.message_skipped(message.qos, len);
             if let Some(ack) = message.ack {
@@ -1097,22 +1091,18 @@ impl<'b, R: RngCore, const OUT: usize, const SUBS: usize, const IN2: usize>
     fn transmit_subscriptions(&mut self, now: Instant, out: &mut Output<'_>) {
         for wanted in [SubState::Wanted, SubState::UnsubWanted] {
             loop {
-                let plan = self.subs.plan(
-                    wanted,
-                    self.config.max_packet_size,
-                    subscriptions::PER_PACKET,
-                );
-                if plan.0 == 0 {
+                let count = self.subs.plan(wanted, self.config.max_packet_size);
+                if count == 0 {
                     break;
                 }
                 let Some(packet_id) = self.allocate_packet_id() else {
                     return;
                 };
-                let (first, parts) = self.subs.request(wanted, plan, packet_id);
+                let (first, parts) = self.subs.request(wanted, count, packet_id);
                 if !out.put(first, &parts) {
                     return;
                 }
-                self.subs.mark_requested(wanted, plan.0, packet_id, now);
+                self.subs.mark_requested(wanted, count, packet_id, now);
             }
         }
     }

@@ -210,33 +210,28 @@ impl<'b, const N: usize> Subscriptions<'b, N> {
 
     /// Plans the next SUBSCRIBE (`wanted` is [`SubState::Wanted`]) or UNSUBSCRIBE
     /// ([`SubState::UnsubWanted`]): how many of the entries in that state, from the first, go in
-    /// one packet of at most `max_packet_size` bytes and `per_packet` filters, and its body
-    /// length. The first always goes: `check_request` made sure a single filter fits.
-    pub(crate) fn plan(
-        &self,
-        wanted: SubState,
-        max_packet_size: usize,
-        per_packet: usize,
-    ) -> (usize, usize) {
+    /// one packet of at most `max_packet_size` bytes and [`PER_PACKET`] filters. The first
+    /// always goes: `check_request` made sure a single filter fits.
+    pub(crate) fn plan(&self, wanted: SubState, max_packet_size: usize) -> usize {
         // Length prefix and filter, and for SUBSCRIBE the requested QoS.
         let per_filter = if wanted == SubState::UnsubWanted {
             2
         } else {
             3
         };
-        let (mut count, mut body) = (0, 2);
+        // At most 5 bytes of fixed header, and the packet identifier.
+        let (mut count, mut len) = (0, 5 + 2);
         for (i, e) in self.slab.metas().enumerate() {
             if e.state != wanted {
                 continue;
             }
-            let next = body + per_filter + self.slab.bytes(i).len();
-            // At most 5 bytes of fixed header.
-            if count == per_packet || (count > 0 && 5 + next > max_packet_size) {
+            let next = len + per_filter + self.slab.bytes(i).len();
+            if count == PER_PACKET || (count > 0 && next > max_packet_size) {
                 break;
             }
-            (count, body) = (count + 1, next);
+            (count, len) = (count + 1, next);
         }
-        (count, body)
+        count
     }
 
     /// The packet [`plan`](Self::plan) planned, straight from the table: its first byte and
@@ -244,7 +239,7 @@ impl<'b, const N: usize> Subscriptions<'b, N> {
     pub(crate) fn request(
         &self,
         wanted: SubState,
-        (count, _): (usize, usize),
+        count: usize,
         packet_id: PacketId,
     ) -> (u8, [Option<Part<'_>>; 1 + 2 * PER_PACKET]) {
         let subscribe = wanted != SubState::UnsubWanted;

@@ -188,6 +188,30 @@ impl Rig {
             .unwrap()
     }
 
+    /// Subscribes to `filters` at QoS 0 and grants every SUBSCRIBE that goes out; the events
+    /// are drained.
+    fn subscribed(&mut self, filters: &[&str]) {
+        let subs: Vec<Subscription<'_>> = filters
+            .iter()
+            .map(|&filter| Subscription {
+                filter,
+                qos: QoS::AtMostOnce,
+            })
+            .collect();
+        self.s.subscribe(self.now, &subs).unwrap();
+        for wire in self.sent() {
+            let Wire::Subscribe { id, filters } = wire else {
+                panic!("{wire:?}")
+            };
+            let codes = vec![SubAckReturnCode::GrantedQos0; filters.len()];
+            self.recv(Packet::SubAck(SubAck {
+                packet_id: self::id(id),
+                codes: codes.as_slice().into(),
+            }));
+        }
+        self.events();
+    }
+
     /// Waits out the backoff and reconnects.
     fn reconnect(&mut self, session_present: bool) {
         let retry_at = self.s.poll_timeout().unwrap();
@@ -1155,18 +1179,7 @@ fn test_unsubscribe_forgets() {
 fn test_one_unsuback_answers_every_request_its_packet_carried() {
     let mut rig = Rig::default();
     rig.up(false);
-    let subs = [("a", QoS::AtMostOnce), ("b", QoS::AtMostOnce)]
-        .map(|(filter, qos)| Subscription { filter, qos });
-    rig.s.subscribe(rig.now, &subs).unwrap();
-    let sent = rig.sent();
-    let [Wire::Subscribe { id, .. }] = sent.as_slice() else {
-        panic!("{sent:?}")
-    };
-    rig.recv(Packet::SubAck(SubAck {
-        packet_id: self::id(*id),
-        codes: (&[SubAckReturnCode::GrantedQos0; 2]).into(),
-    }));
-    rig.events();
+    rig.subscribed(&["a", "b"]);
     // Two requests made before the next transmit go out packed in one UNSUBSCRIBE.
     let first = rig.s.unsubscribe(rig.now, &["a"]).unwrap();
     let second = rig.s.unsubscribe(rig.now, &["b"]).unwrap();
@@ -1193,19 +1206,8 @@ fn test_a_request_split_over_two_unsubscribes_is_answered_once_by_the_last_unsub
     config.max_packet_size = 20;
     let mut rig = Rig::new(config);
     rig.up(false);
-    let subs = [("aaaaaa", QoS::AtMostOnce), ("bbbbbb", QoS::AtMostOnce)]
-        .map(|(filter, qos)| Subscription { filter, qos });
-    rig.s.subscribe(rig.now, &subs).unwrap();
-    for wire in rig.sent() {
-        let Wire::Subscribe { id, .. } = wire else {
-            panic!("{wire:?}")
-        };
-        rig.recv(Packet::SubAck(SubAck {
-            packet_id: self::id(id),
-            codes: (&[SubAckReturnCode::GrantedQos0]).into(),
-        }));
-    }
-    rig.events();
+    rig.subscribed(&["aaaaaa", "bbbbbb"]);
+    assert_eq!(rig.s.subscriptions(), 2);
     let request = rig.s.unsubscribe(rig.now, &["aaaaaa", "bbbbbb"]).unwrap();
     let sent = rig.sent();
     let [
